@@ -1,0 +1,62 @@
+"""Runs one study: ``python -m launch.main --config=experiments/<study>.py[:quick] --workdir=DIR``.
+
+Any config value can be overridden with ``--config.<key>=<value>``; unknown keys and ill-typed
+values are refused while the flags are parsed, before any work starts.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+from playbook import compile_cache
+from playbook.data import DataError
+from playbook.rundir import RunDirError
+from playbook.train import NonFiniteLossError
+
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", None, "Experiment config file, e.g. experiments/mnist_mlp.py[:quick].",
+    lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Run directory; re-running with it resumes.")
+_DATA_DIR = flags.DEFINE_string("data_dir", None,
+                                "Data root (default: $PLAYBOOK_DATA_DIR); sets config.data.dir.")
+_PROGRESS = flags.DEFINE_bool("progress", True, "Show a progress bar (--noprogress to hide).")
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+def load_experiment(config_path: str):
+  """The experiment module a config file belongs to (it defines ``run(config, workdir)``)."""
+  path = Path(config_path.split(":")[0]).resolve()
+  spec = importlib.util.spec_from_file_location(f"experiments.{path.stem}", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  if not hasattr(module, "run"):
+    raise app.UsageError(f"{path} defines get_config but no run(config, workdir).")
+  return module
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  logging.set_verbosity(logging.WARNING)  # Orbax and TF log every save at INFO.
+  compile_cache.enable()
+  config = _CONFIG.value
+  with config.unlocked():
+    if _DATA_DIR.value:
+      config.data.dir = _DATA_DIR.value
+    if not _PROGRESS.value:
+      config.progress = False
+  experiment = load_experiment(config_flags.get_config_filename(flags.FLAGS["config"]))
+  try:
+    experiment.run(config, _WORKDIR.value)
+  except (DataError, RunDirError, NonFiniteLossError) as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(1)
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,1 @@
+"""playbook: classic deep-learning studies as pure-function JAX/Flax code."""

@@ -1,0 +1,137 @@
+"""Image classification end to end: the glue every classifier study shares.
+
+data -> model -> ``fit`` (vmapped over seeds) -> one test evaluation of the best checkpoint ->
+plots and ``results.json``. A study is its config; ``experiments/mnist_mlp.py`` and friends call
+``run`` with it.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from playbook import plots, rundir
+from playbook.data import augment, mnist
+from playbook.models.mlp import MLP
+from playbook.train import fit, loop
+from playbook.train.losses import classification_loss
+from playbook.train.optim import make_optimizer
+from playbook.train.writer import MetricWriter
+
+DATASETS = {"mnist": mnist.load, "fashion_mnist": mnist.load}
+
+
+def build_model(cfg: ml_collections.ConfigDict, num_classes: int):
+  if cfg.name == "mlp":
+    return MLP(hidden=tuple(cfg.hidden), num_classes=num_classes, dropout=cfg.dropout)
+  raise ValueError(f"Unknown model {cfg.name!r} for image classification; known: mlp.")
+
+
+def make_preprocess(cfg: ml_collections.ConfigDict):
+  """uint8 pixels -> float32, standardised with the data set's published mean and std."""
+  mean, std = jnp.float32(cfg.mean), jnp.float32(cfg.std)
+  return lambda images: (images.astype(jnp.float32) / 255.0 - mean) / std
+
+
+def load_data(cfg: ml_collections.ConfigDict):
+  if cfg.name not in DATASETS:
+    raise ValueError(f"Unknown data set {cfg.name!r}; known: {sorted(DATASETS)}.")
+  return DATASETS[cfg.name](cfg)
+
+
+def predict(model, state, images: np.ndarray, preprocess, batch_size: int) -> np.ndarray:
+  """Logits of one (unvmapped) state on host images, in batches."""
+  apply = jax.jit(lambda v, x: model.apply(v, preprocess(x), train=False))
+  variables = {"params": state.params, **state.model_state}
+  return np.concatenate([np.asarray(apply(variables, images[i:i + batch_size]))
+                         for i in range(0, len(images), batch_size)])
+
+
+def _mean_std(values) -> dict:
+  values = np.atleast_1d(np.asarray(values, np.float64))
+  return {"mean": float(values.mean()), "std": float(values.std(ddof=1)) if len(values) > 1
+          else 0.0, "per_seed": values.tolist()}
+
+
+def run(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
+  start = time.perf_counter()
+  workdir = rundir.prepare(workdir, config)
+  data = load_data(config.data)
+  train = data.train.take(config.data.get("train_limit"))
+  as_batch = lambda split: {"image": split.x, "label": split.y}
+
+  model = build_model(config.model, len(data.class_names))
+  preprocess = make_preprocess(config.data)
+  loss_fn = classification_loss(model, preprocess=preprocess,
+                                label_smoothing=config.optim.label_smoothing)
+  sample = jnp.zeros((1, *train.x.shape[1:]), jnp.float32)
+
+  def init_fn(rng):
+    variables = model.init(rng, sample, train=False)
+    params = variables.pop("params")
+    return params, dict(variables)
+
+  steps_per_epoch = len(train) // config.train.batch_size
+  tx = make_optimizer(config.optim, steps_per_epoch, config.train.num_epochs)
+  augment_fn = augment.image_augmenter(max_shift=config.augment.max_shift,
+                                       flip_lr=config.augment.flip_lr)
+  writer = MetricWriter(workdir)
+  result = fit(init_fn=init_fn, loss_fn=loss_fn, tx=tx, train_data=as_batch(train),
+               val_data=as_batch(data.val), cfg=config.train, workdir=workdir, seed=config.seed,
+               num_seeds=config.num_seeds, augment_fn=augment_fn, progress=config.progress,
+               writer=writer)
+
+  # The test set, once, on the best checkpoint (per seed).
+  test = loop.evaluate(result.state, as_batch(data.test), loss_fn=loss_fn,
+                       batch_size=config.train.eval_batch_size, num_seeds=config.num_seeds)
+  final_step = result.history[-1]["step"] if result.history else 0
+  writer.write(final_step, "test", test)
+  writer.close()
+
+  first_seed = (jax.tree.map(lambda a: a[0], result.state) if config.num_seeds > 1
+                else result.state)
+  logits = predict(model, first_seed, data.test.x, preprocess, config.train.eval_batch_size)
+  _plot(workdir, result.history, test, logits, data)
+
+  results = {
+      "study": config.study,
+      "data": f"{config.data.name} ({config.data.source}); train {len(train)}, "
+              f"val {len(data.val)}, test {len(data.test)}",
+      "test_accuracy": _mean_std(test["accuracy"]),
+      "test_loss": _mean_std(test["xent"]),
+      "num_seeds": config.num_seeds,
+      "best_epoch": result.best_epoch,
+      "epochs_run": len(result.history),
+      "train_seconds": result.train_seconds,
+      "train_steps_per_second": result.steps_per_second,
+      "wall_seconds": time.perf_counter() - start,
+      "environment": rundir.environment(),
+  }
+  rundir.write_results(workdir, results)
+  acc = results["test_accuracy"]
+  print(f"{config.study}: test accuracy {100 * acc['mean']:.2f} %"
+        + (f" ± {100 * acc['std']:.2f} (mean ± std of {config.num_seeds} seeds)"
+           if config.num_seeds > 1 else "")
+        + f"; wall {results['wall_seconds']:.0f} s; results in {workdir / 'results.json'}")
+  return results
+
+
+def _plot(workdir: Path, history, test, logits, data) -> None:
+  plot_dir = workdir / "plots"
+  predictions = logits.argmax(-1)
+  labels = data.test.y
+  plots.learning_curves(history, plot_dir / "learning_curves.png", test=test)
+  plots.confusion_matrix(labels, predictions, data.class_names, plot_dir / "confusion_matrix.png")
+  plots.image_grid(data.test.x[:32], labels[:32], predictions[:32], data.class_names,
+                   plot_dir / "test_predictions.png", title="First test images: predicted (true)")
+  probs = np.asarray(jax.nn.softmax(logits))
+  wrong = np.flatnonzero(predictions != labels)
+  worst = wrong[np.argsort(-probs[wrong, predictions[wrong]])][:32]
+  plots.image_grid(data.test.x[worst], labels[worst], predictions[worst], data.class_names,
+                   plot_dir / "most_confident_mistakes.png",
+                   title="Most confidently wrong test images", confidences=probs[worst, predictions[worst]])

@@ -1,0 +1,1 @@
+"""Flax linen modules, used only through init/apply."""

@@ -1,0 +1,79 @@
+"""Figures a person would rather look at than read: curves, confusion matrix, image grids."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def _save(fig, path: Path) -> Path:
+  path.parent.mkdir(parents=True, exist_ok=True)
+  fig.savefig(path, dpi=110, bbox_inches="tight")
+  plt.close(fig)
+  return path
+
+
+def learning_curves(history: list[dict], path: Path, *, test: dict | None = None) -> Path:
+  """Train and validation loss and accuracy per epoch, one line per seed (mean in bold)."""
+  epochs = [row["epoch"] for row in history]
+  fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+  for ax, metric in zip(axes, ("xent", "accuracy")):
+    for split, color in (("train", "tab:blue"), ("val", "tab:orange")):
+      values = np.array([np.atleast_1d(row[split][metric]) for row in history])  # (epochs, seeds)
+      if values.shape[1] > 1:
+        ax.plot(epochs, values, color=color, alpha=0.25, lw=0.8)
+      ax.plot(epochs, values.mean(1), color=color, lw=2, label=f"{split} (mean)"
+              if values.shape[1] > 1 else split)
+    if test is not None:
+      ax.axhline(float(np.mean(test[metric])), color="tab:green", ls="--", label="test (best ckpt)")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("cross-entropy" if metric == "xent" else "accuracy")
+    ax.grid(alpha=0.3)
+    ax.legend()
+  axes[0].set_yscale("log")
+  fig.suptitle("Learning curves (train metrics are with dropout/augmentation on)")
+  return _save(fig, path)
+
+
+def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, class_names: list[str],
+                     path: Path) -> Path:
+  n = len(class_names)
+  counts = np.zeros((n, n), np.int64)
+  np.add.at(counts, (labels, predictions), 1)
+  fig, ax = plt.subplots(figsize=(7, 6))
+  im = ax.imshow(counts, cmap="Blues")
+  for i in range(n):
+    for j in range(n):
+      ax.text(j, i, counts[i, j], ha="center", va="center", fontsize=7,
+              color="white" if counts[i, j] > counts.max() / 2 else "black")
+  ax.set_xticks(range(n), class_names, rotation=45, ha="right")
+  ax.set_yticks(range(n), class_names)
+  ax.set_xlabel("predicted")
+  ax.set_ylabel("true")
+  fig.colorbar(im, ax=ax)
+  ax.set_title(f"Test confusion matrix (accuracy {np.mean(labels == predictions):.2%})")
+  return _save(fig, path)
+
+
+def image_grid(images: np.ndarray, labels: np.ndarray, predictions: np.ndarray,
+               class_names: list[str], path: Path, *, title: str,
+               confidences: np.ndarray | None = None, cols: int = 8) -> Path:
+  """Images with 'pred (true)' captions; wrong predictions in red."""
+  rows = max(1, -(-len(images) // cols))
+  fig, axes = plt.subplots(rows, cols, figsize=(1.6 * cols, 1.9 * rows), squeeze=False)
+  for ax in axes.flat:
+    ax.axis("off")
+  for k, ax in enumerate(axes.flat[: len(images)]):
+    img = images[k]
+    ax.imshow(img[..., 0] if img.shape[-1] == 1 else img, cmap="gray" if img.shape[-1] == 1 else None)
+    caption = f"{class_names[predictions[k]]}\n({class_names[labels[k]]})"
+    if confidences is not None:
+      caption = f"{class_names[predictions[k]]} {confidences[k]:.0%}\n({class_names[labels[k]]})"
+    ax.set_title(caption, fontsize=7, color="black" if predictions[k] == labels[k] else "red")
+  fig.suptitle(title)
+  return _save(fig, path)

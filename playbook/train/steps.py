@@ -1,0 +1,104 @@
+"""Train and eval steps, and whole epochs over on-device data as one ``lax.scan``.
+
+A study supplies a loss function
+
+    loss_fn(params, model_state, batch, rng, train) -> (loss, (new_model_state, metrics))
+
+where ``batch`` is a dict of arrays (with an optional ``'mask'`` of example weights, used for the
+padded last eval batch) and ``metrics`` a dict of batch-mean scalars. Everything here is a pure
+function of its arguments; ``fit`` jits these once.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from playbook.train.state import TrainState
+
+Batch = dict[str, jax.Array]
+LossFn = Callable[..., tuple[jax.Array, tuple[Any, dict[str, jax.Array]]]]
+# augment_fn(rng, batch) -> batch, applied to training batches on the device.
+AugmentFn = Callable[[jax.Array, Batch], Batch]
+
+
+def train_step(state: TrainState, batch: Batch, rng: jax.Array, *,
+               loss_fn: LossFn) -> tuple[TrainState, dict[str, jax.Array]]:
+  """One optimiser step: gradients of ``loss_fn``, an optax update, new model state."""
+  grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+  (loss, (model_state, metrics)), grads = grad_fn(state.params, state.model_state, batch, rng,
+                                                  True)
+  updates, opt_state = state.tx.update(grads, state.opt_state, state.params)
+  params = optax.apply_updates(state.params, updates)
+  metrics = dict(metrics, loss=loss, grad_norm=optax.tree.norm(grads))
+  return state.replace(step=state.step + 1, params=params, model_state=model_state,
+                       opt_state=opt_state), metrics
+
+
+def eval_step(state: TrainState, batch: Batch, *, loss_fn: LossFn) -> dict[str, jax.Array]:
+  """Metrics of one batch in eval mode, weighted by its number of real examples."""
+  loss, (_, metrics) = loss_fn(state.params, state.model_state, batch, None, False)
+  weight = jnp.sum(batch["mask"])
+  return {k: v * weight for k, v in dict(metrics, loss=loss).items()} | {"count": weight}
+
+
+def epoch_batches(rng: jax.Array, num_examples: int, batch_size: int) -> jax.Array:
+  """Indices of a shuffled epoch, shape (steps, batch_size); the ragged remainder is dropped."""
+  steps = num_examples // batch_size
+  if steps == 0:
+    raise ValueError(f"batch_size {batch_size} is larger than the data ({num_examples}).")
+  order = jax.random.permutation(rng, num_examples)
+  return order[: steps * batch_size].reshape(steps, batch_size)
+
+
+def train_epoch(state: TrainState, data: Batch, epoch: jax.Array, *, loss_fn: LossFn,
+                batch_size: int, augment_fn: AugmentFn | None = None,
+                constrain_batch: Callable[[Batch], Batch] = lambda b: b):
+  """One pass over shuffled in-memory ``data``, as a ``lax.scan`` of ``train_step``.
+
+  Returns the new state and the per-step metrics, stacked (steps, ...). The shuffle and every
+  step's randomness come from ``fold_in(state.rng, epoch)``, so an epoch is reproducible from the
+  state alone: resuming from a checkpoint replays exactly what an uninterrupted run would do.
+  """
+  epoch_rng = jax.random.fold_in(state.rng, epoch)
+  shuffle_rng, steps_rng = jax.random.split(epoch_rng)
+  num_examples = jax.tree.leaves(data)[0].shape[0]
+  batches = epoch_batches(shuffle_rng, num_examples, batch_size)
+
+  def body(state, step_and_indices):
+    i, indices = step_and_indices
+    batch = constrain_batch({k: v[indices] for k, v in data.items()})
+    aug_rng, step_rng = jax.random.split(jax.random.fold_in(steps_rng, i))
+    if augment_fn is not None:
+      batch = augment_fn(aug_rng, batch)
+    return train_step(state, batch, step_rng, loss_fn=loss_fn)
+
+  return jax.lax.scan(body, state, (jnp.arange(len(batches)), batches))
+
+
+def pad_to_batches(data: dict, batch_size: int) -> dict:
+  """Pads host arrays to whole batches, shape (num_batches, batch_size, ...), with a 0/1 mask."""
+  import numpy as np  # Host-side helper: runs once per data set, not in a step.
+  n = len(next(iter(data.values())))
+  num_batches = -(-n // batch_size)
+  pad = num_batches * batch_size - n
+  out = {k: np.concatenate([v, np.zeros((pad, *v.shape[1:]), v.dtype)]) for k, v in data.items()}
+  out["mask"] = np.concatenate([np.ones(n, np.float32), np.zeros(pad, np.float32)])
+  return {k: v.reshape(num_batches, batch_size, *v.shape[1:]) for k, v in out.items()}
+
+
+def eval_epoch(state: TrainState, batches: Batch, *, loss_fn: LossFn) -> dict[str, jax.Array]:
+  """Mean metrics over pre-batched eval data (from ``pad_to_batches``), as one ``lax.scan``."""
+  def body(totals, batch):
+    sums = eval_step(state, batch, loss_fn=loss_fn)
+    return jax.tree.map(jnp.add, totals, sums), None
+
+  shapes = jax.eval_shape(lambda b: eval_step(state, b, loss_fn=loss_fn),
+                          jax.tree.map(lambda a: a[0], batches))
+  zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+  totals, _ = jax.lax.scan(body, zeros, batches)
+  count = totals.pop("count")
+  return {k: v / count for k, v in totals.items()}

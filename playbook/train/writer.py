@@ -1,0 +1,53 @@
+"""Metrics to ``metrics.jsonl`` (one JSON object per line) and TensorBoard event files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+
+def _plain(value):
+  """A JSON-able float, or list of floats for per-seed metrics."""
+  value = np.asarray(value)
+  return float(value) if value.ndim == 0 else value.astype(float).tolist()
+
+
+class MetricWriter:
+  """Appends ``{"step": s, "split": ..., name: value}`` rows; mean over seeds goes to TensorBoard."""
+
+  def __init__(self, workdir: str | Path, *, tensorboard: bool = True):
+    self.path = Path(workdir) / "metrics.jsonl"
+    self._tb = None
+    if tensorboard:
+      from clu import metric_writers  # Imports TensorFlow's summary writer: only when asked.
+      self._tb = metric_writers.SummaryWriter(str(Path(workdir) / "tensorboard"))
+
+  def truncate_after(self, step: int) -> None:
+    """Drops rows past ``step``: a resumed run rewrites what the killed run logged after it."""
+    if not self.path.exists():
+      return
+    rows = [line for line in self.path.read_text().splitlines()
+            if line and json.loads(line)["step"] <= step]
+    tmp = self.path.with_suffix(".tmp")
+    tmp.write_text("".join(r + "\n" for r in rows))
+    tmp.replace(self.path)
+
+  def write(self, step: int, split: str, metrics: dict) -> None:
+    row = {"step": int(step), "split": split} | {k: _plain(v) for k, v in metrics.items()}
+    with open(self.path, "a") as f:
+      f.write(json.dumps(row) + "\n")
+    if self._tb is not None:
+      self._tb.write_scalars(int(step), {f"{split}/{k}": float(np.mean(v))
+                                         for k, v in metrics.items()})
+
+  def close(self):
+    if self._tb is not None:
+      self._tb.flush()
+      self._tb.close()
+
+
+def read_metrics(workdir: str | Path) -> list[dict]:
+  path = Path(workdir) / "metrics.jsonl"
+  return [json.loads(line) for line in path.read_text().splitlines() if line]

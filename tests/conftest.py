@@ -1,0 +1,39 @@
+"""Shared fixtures: small IDX files written by the tests, and the real data root when present."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import struct
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from playbook import compile_cache  # noqa: E402
+
+# One cache for the test process and the runs it launches: the same programs compile once.
+os.environ.setdefault("PLAYBOOK_JAX_CACHE", str(ROOT / ".pytest_cache" / "jax"))
+compile_cache.enable()
+
+
+def write_idx_gz(path: Path, array: np.ndarray, magic: int) -> Path:
+  """Writes ``array`` (uint8) as a gzipped IDX file, the MNIST distribution format."""
+  path.parent.mkdir(parents=True, exist_ok=True)
+  header = struct.pack(">I", magic) + struct.pack(f">{array.ndim}I", *array.shape)
+  with gzip.open(path, "wb") as f:
+    f.write(header + array.astype(np.uint8).tobytes())
+  return path
+
+
+@pytest.fixture
+def real_data_dir() -> Path:
+  """$PLAYBOOK_DATA_DIR with the real MNIST files; tests that need it skip without it."""
+  root = os.environ.get("PLAYBOOK_DATA_DIR")
+  if not root or not (Path(root) / "mnist" / "t10k-labels-idx1-ubyte.gz").exists():
+    pytest.skip("needs the real data: set PLAYBOOK_DATA_DIR (CI points it at ../shared/data)")
+  return Path(root)

@@ -1,0 +1,131 @@
+"""launch.main end to end: flags are checked before work, bad workdirs are refused, every study's
+:quick config runs, and a run killed with SIGKILL resumes to exactly the uninterrupted result."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT
+from playbook import rundir
+from playbook.train.writer import read_metrics
+
+STUDIES = ["mnist_dense", "mnist_mlp", "fashion_mlp"]
+
+
+def launch(*args, workdir, wait=True):
+  cmd = [sys.executable, "-m", "launch.main", f"--workdir={workdir}", "--noprogress", *args]
+  if not wait:
+    return subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+  return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+
+
+def load_config(study, arg="quick"):
+  sys.path.insert(0, str(ROOT))
+  from launch.main import load_experiment
+  module = load_experiment(str(ROOT / "experiments" / f"{study}.py"))
+  return module, module.get_config(arg)
+
+
+@pytest.mark.parametrize("flag,message", [
+    ("--config.train.no_such_key=1", "no_such_key"),
+    ("--config.train.batch_size=many", "batch_size"),
+])
+def test_bad_config_flags_fail_before_any_work(tmp_path, flag, message):
+  out = launch("--config=experiments/mnist_dense.py:quick", flag, workdir=tmp_path / "run")
+  assert out.returncode != 0
+  assert message in out.stderr
+  assert not (tmp_path / "run").exists()
+
+
+def test_workdir_of_another_study_is_refused_by_the_cli(tmp_path):
+  _, other = load_config("fashion_mlp")
+  rundir.prepare(tmp_path, other)
+  out = launch("--config=experiments/mnist_dense.py:quick", workdir=tmp_path)
+  assert out.returncode == 1
+  assert "holds a run of study 'fashion_mlp', not 'mnist_dense'" in out.stderr
+
+
+def test_incompatible_config_in_same_workdir_is_refused(tmp_path):
+  _, config = load_config("mnist_mlp")
+  rundir.prepare(tmp_path, config)
+  config.optim.learning_rate = 0.5
+  with pytest.raises(rundir.RunDirError, match=r"optim\.learning_rate: 0\.001 -> 0\.5"):
+    rundir.prepare(tmp_path, config)
+  config.optim.learning_rate = 1e-3
+  config.data.dir = "/elsewhere"  # Where the data comes from may change on resume.
+  rundir.prepare(tmp_path, config)
+
+
+@pytest.mark.parametrize("study", STUDIES)
+def test_quick_config_runs_end_to_end(real_data_dir, tmp_path, study):
+  module, config = load_config(study)
+  config.progress = False
+  results = module.run(config, tmp_path)
+  assert results["test_accuracy"]["mean"] > (0.7 if study == "fashion_mlp" else 0.85)
+  stored = json.loads((tmp_path / "results.json").read_text())
+  assert stored["test_accuracy"] == results["test_accuracy"]
+  for plot in ("learning_curves", "confusion_matrix", "test_predictions",
+               "most_confident_mistakes"):
+    assert (tmp_path / "plots" / f"{plot}.png").stat().st_size > 1000
+  assert any(r["split"] == "test" for r in read_metrics(tmp_path))
+  assert list((tmp_path / "tensorboard").iterdir())
+
+
+KILL_ARGS = ("--config=experiments/mnist_mlp.py:quick", "--config.train.num_epochs=4")
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(real_data_dir, tmp_path_factory):
+  workdir = tmp_path_factory.mktemp("uninterrupted")
+  out = launch(*KILL_ARGS, workdir=workdir)
+  assert out.returncode == 0, out.stderr[-2000:]
+  return workdir
+
+
+def kill_when(workdir: Path, ready, timeout=300.0):
+  """Starts a run, SIGKILLs it as soon as ``ready(checkpoint_root)`` holds, returns True if it did."""
+  proc = launch(*KILL_ARGS, workdir=workdir, wait=False)
+  root = workdir / "checkpoints" / "latest"
+  deadline = time.monotonic() + timeout
+  try:
+    while proc.poll() is None and time.monotonic() < deadline:
+      if root.exists() and ready(root):
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        return True
+      time.sleep(0.002)
+    return False
+  finally:
+    if proc.poll() is None:
+      proc.kill()
+      proc.wait()
+
+
+def finished_steps(root: Path):
+  return [p for p in root.iterdir() if p.name.isdigit()]
+
+
+@pytest.mark.parametrize("moment", ["mid_training", "mid_save"])
+def test_sigkill_then_resume_gives_exactly_the_uninterrupted_metrics(uninterrupted, tmp_path,
+                                                                     moment):
+  if moment == "mid_training":  # After the first epoch's checkpoint, while epoch 2 trains.
+    ready = lambda root: bool(finished_steps(root))
+  else:  # While orbax is writing the second checkpoint (its temporary directory exists).
+    ready = lambda root: bool(finished_steps(root)) and any("tmp" in p.name for p in root.iterdir())
+  assert kill_when(tmp_path, ready), "the run finished before it could be killed"
+  assert not (tmp_path / "results.json").exists()
+  out = launch(*KILL_ARGS, workdir=tmp_path)
+  assert out.returncode == 0, out.stderr[-2000:]
+  expected = json.loads((uninterrupted / "results.json").read_text())
+  got = json.loads((tmp_path / "results.json").read_text())
+  assert got["test_accuracy"] == expected["test_accuracy"]
+  assert got["test_loss"] == expected["test_loss"]
+  assert read_metrics(tmp_path) == read_metrics(uninterrupted)
