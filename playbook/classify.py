@@ -52,7 +52,7 @@ def predict(model, state, images: np.ndarray, preprocess, batch_size: int) -> np
                          for i in range(0, len(images), batch_size)])
 
 
-def _mean_std(values) -> dict:
+def mean_std(values) -> dict:
   values = np.atleast_1d(np.asarray(values, np.float64))
   return {"mean": float(values.mean()), "std": float(values.std(ddof=1)) if len(values) > 1
           else 0.0, "per_seed": values.tolist()}
@@ -96,14 +96,17 @@ def run(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
   first_seed = (jax.tree.map(lambda a: a[0], result.state) if config.num_seeds > 1
                 else result.state)
   logits = predict(model, first_seed, data.test.x, preprocess, config.train.eval_batch_size)
-  _plot(workdir, result.history, test, logits, data)
+  regularised = config.model.dropout > 0 or config.augment.max_shift or config.augment.flip_lr
+  plot_results(workdir, result.history, test, logits, data,
+               curves_title="Learning curves" + (" (train metrics measured with dropout and "
+                                                 "augmentation on)" if regularised else ""))
 
   results = {
       "study": config.study,
       "data": f"{config.data.name} ({config.data.source}); train {len(train)}, "
               f"val {len(data.val)}, test {len(data.test)}",
-      "test_accuracy": _mean_std(test["accuracy"]),
-      "test_loss": _mean_std(test["xent"]),
+      "test_accuracy": mean_std(test["accuracy"]),
+      "test_loss": mean_std(test["xent"]),
       "num_seeds": config.num_seeds,
       "best_epoch": result.best_epoch,
       "epochs_run": len(result.history),
@@ -121,11 +124,13 @@ def run(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
   return results
 
 
-def _plot(workdir: Path, history, test, logits, data) -> None:
+def plot_results(workdir: Path, history, test, logits, data, *,
+                 curves_title: str = "Learning curves") -> None:
+  """Learning curves, test confusion matrix, a grid of test predictions, the worst mistakes."""
   plot_dir = workdir / "plots"
   predictions = logits.argmax(-1)
   labels = data.test.y
-  plots.learning_curves(history, plot_dir / "learning_curves.png", test=test)
+  plots.learning_curves(history, plot_dir / "learning_curves.png", test=test, title=curves_title)
   plots.confusion_matrix(labels, predictions, data.class_names, plot_dir / "confusion_matrix.png")
   plots.image_grid(data.test.x[:32], labels[:32], predictions[:32], data.class_names,
                    plot_dir / "test_predictions.png", title="First test images: predicted (true)")

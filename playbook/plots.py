@@ -11,14 +11,15 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 
-def _save(fig, path: Path) -> Path:
+def save(fig, path: Path) -> Path:
   path.parent.mkdir(parents=True, exist_ok=True)
   fig.savefig(path, dpi=110, bbox_inches="tight")
   plt.close(fig)
   return path
 
 
-def learning_curves(history: list[dict], path: Path, *, test: dict | None = None) -> Path:
+def learning_curves(history: list[dict], path: Path, *, test: dict | None = None,
+                    title: str = "Learning curves") -> Path:
   """Train and validation loss and accuracy per epoch, one line per seed (mean in bold)."""
   epochs = [row["epoch"] for row in history]
   fig, axes = plt.subplots(1, 2, figsize=(11, 4))
@@ -36,8 +37,8 @@ def learning_curves(history: list[dict], path: Path, *, test: dict | None = None
     ax.grid(alpha=0.3)
     ax.legend()
   axes[0].set_yscale("log")
-  fig.suptitle("Learning curves (train metrics are with dropout/augmentation on)")
-  return _save(fig, path)
+  fig.suptitle(title)
+  return save(fig, path)
 
 
 def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, class_names: list[str],
@@ -57,7 +58,7 @@ def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, class_names: l
   ax.set_ylabel("true")
   fig.colorbar(im, ax=ax)
   ax.set_title(f"Test confusion matrix (accuracy {np.mean(labels == predictions):.2%})")
-  return _save(fig, path)
+  return save(fig, path)
 
 
 def image_grid(images: np.ndarray, labels: np.ndarray, predictions: np.ndarray,
@@ -76,4 +77,4 @@ def image_grid(images: np.ndarray, labels: np.ndarray, predictions: np.ndarray,
       caption = f"{class_names[predictions[k]]} {confidences[k]:.0%}\n({class_names[labels[k]]})"
     ax.set_title(caption, fontsize=7, color="black" if predictions[k] == labels[k] else "red")
   fig.suptitle(title)
-  return _save(fig, path)
+  return save(fig, path)

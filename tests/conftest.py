@@ -30,7 +30,7 @@ def write_idx_gz(path: Path, array: np.ndarray, magic: int) -> Path:
   return path
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def real_data_dir() -> Path:
   """$PLAYBOOK_DATA_DIR with the real MNIST files; tests that need it skip without it."""
   root = os.environ.get("PLAYBOOK_DATA_DIR")

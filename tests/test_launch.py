@@ -17,7 +17,7 @@ from conftest import ROOT
 from playbook import rundir
 from playbook.train.writer import read_metrics
 
-STUDIES = ["mnist_dense", "mnist_mlp", "fashion_mlp"]
+STUDIES = ["mnist_dense", "mnist_mlp", "fashion_mlp", "scratch_nn"]
 
 
 def launch(*args, workdir, wait=True):
