@@ -82,6 +82,7 @@ def test_fit_learns_and_is_deterministic(tmp_path):
   b = run_fit(tmp_path / "b")
   assert val_accuracies(a)[-1] > 0.8
   assert a.history == b.history
+  assert a.steps_per_second > 0  # Measured over the epochs after the compiling one.
 
 
 def test_vmapped_seeds_train_independently_and_seed0_matches_single_run(tmp_path):

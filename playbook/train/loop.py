@@ -116,7 +116,8 @@ def fit(*, init_fn: InitFn, loss_fn, tx: optax.GradientTransformation, train_dat
   bar = progress_bar(cfg.num_epochs * steps_per_epoch, meta["epoch"] * steps_per_epoch,
                      enabled=progress, desc=f"train {Path(workdir).name}")
   train_seconds, timed_steps, timed_seconds = 0.0, 0, 0.0
-  for epoch in range(meta["epoch"], cfg.num_epochs):
+  first_epoch = meta["epoch"]
+  for epoch in range(first_epoch, cfg.num_epochs):
     if cfg.patience and meta["bad_epochs"] >= cfg.patience:
       break
     start = time.perf_counter()
@@ -124,7 +125,7 @@ def fit(*, init_fn: InitFn, loss_fn, tx: optax.GradientTransformation, train_dat
     step_metrics = jax.tree.map(np.asarray, step_metrics)
     elapsed = time.perf_counter() - start
     train_seconds += elapsed
-    if epoch > meta["epoch"]:  # The first epoch of a process includes compilation.
+    if epoch > first_epoch:  # The first epoch of a process includes compilation.
       timed_steps, timed_seconds = timed_steps + steps_per_epoch, timed_seconds + elapsed
 
     losses = step_metrics["loss"]

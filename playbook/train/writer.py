@@ -25,11 +25,12 @@ class MetricWriter:
       self._tb = metric_writers.SummaryWriter(str(Path(workdir) / "tensorboard"))
 
   def truncate_after(self, step: int) -> None:
-    """Drops rows past ``step``: a resumed run rewrites what the killed run logged after it."""
+    """Drops rows past ``step``, and any test row: a resumed run rewrites what the killed (or
+    finished) run logged after its checkpoint, and evaluates the test set once more at its end."""
     if not self.path.exists():
       return
-    rows = [line for line in self.path.read_text().splitlines()
-            if line and json.loads(line)["step"] <= step]
+    keep = lambda row: row["step"] <= step and row["split"] != "test"
+    rows = [line for line in self.path.read_text().splitlines() if line and keep(json.loads(line))]
     tmp = self.path.with_suffix(".tmp")
     tmp.write_text("".join(r + "\n" for r in rows))
     tmp.replace(self.path)
