@@ -58,5 +58,16 @@ def main(argv):
     sys.exit(1)
 
 
+def parse_flags(argv):
+  """absl's parser, with ml_collections' raw traceback for an unknown key turned into one line."""
+  try:
+    return flags.FLAGS(argv)
+  except (AttributeError, KeyError) as e:
+    overrides = [a for a in argv[1:] if a.startswith("--config.")]
+    key = str(e).strip("\"'")
+    sys.exit(f"FATAL Flags parsing error: unknown config key {key!r} in {overrides}. The config's "
+             "keys are in its experiments/<study>.py get_config().")
+
+
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=parse_flags)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import shutil
 import struct
+import sys
 
 import ml_collections
 import numpy as np
@@ -106,3 +107,31 @@ def test_validation_split_is_disjoint_deterministic_and_complete():
   assert sorted(np.concatenate([train.y, val.y]).tolist()) == list(range(100))
   _, val_other = split_off_validation(full, 20, seed=4)
   assert not np.array_equal(val.y, val_other.y)
+
+
+class FakeTfds:
+  """Stands in for tensorflow_datasets: offline (raises) or serving a tiny split."""
+
+  def __init__(self, online: bool):
+    self.online = online
+
+  def load(self, name, split, batch_size):
+    if not self.online:
+      raise ConnectionError("no network")
+    return {"image": np.full((3, 28, 28, 1), 7, np.uint8), "label": np.array([1, 2, 3])}
+
+  def as_numpy(self, tree):
+    return tree
+
+
+def test_tfds_source_reads_splits(monkeypatch):
+  monkeypatch.setitem(sys.modules, "tensorflow_datasets", FakeTfds(online=True))
+  split = mnist.read_tfds_split("mnist", "test")
+  assert split.x.shape == (3, 28, 28, 1) and split.y.dtype == np.int32
+
+
+def test_tfds_source_offline_says_where_to_put_the_files(monkeypatch):
+  monkeypatch.setitem(sys.modules, "tensorflow_datasets", FakeTfds(online=False))
+  with pytest.raises(DataError, match=r"TFDS could not provide mnist/train \(ConnectionError.*"
+                     r"PLAYBOOK_DATA_DIR/mnist/ and use --config.data.source=files"):
+    mnist.read_tfds_split("mnist", "train")

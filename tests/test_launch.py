@@ -35,7 +35,7 @@ def load_config(study, arg="quick"):
 
 
 @pytest.mark.parametrize("flag,message", [
-    ("--config.train.no_such_key=1", "no_such_key"),
+    ("--config.train.no_such_key=1", "unknown config key 'no_such_key'"),
     ("--config.train.batch_size=many", "batch_size"),
 ])
 def test_bad_config_flags_fail_before_any_work(tmp_path, flag, message):
