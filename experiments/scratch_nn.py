@@ -37,8 +37,9 @@ def get_config(arg: str = ""):
   # Keys this study does not implement are removed, so overriding one is refused, not ignored.
   del config.num_seeds
   del config.augment
+  del config.parallel  # One device: its loop is not the shared, mesh-aware trainer.
   del config.model.dropout
-  for key in ("weight_decay", "label_smoothing", "clip_norm"):
+  for key in ("weight_decay", "label_smoothing", "clip_norm", "lr_scaling", "base_batch_size"):
     del config.optim[key]
   for key in ("patience", "best_metric", "best_mode"):  # "Best" is the highest val accuracy.
     del config.train[key]
@@ -90,6 +91,9 @@ def metrics_of(logits: np.ndarray, labels: np.ndarray) -> dict[str, float]:
 
 def run(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
   start = time.perf_counter()
+  if jax.process_count() > 1:
+    raise NotImplementedError("scratch_nn trains on one device of one process; run it without "
+                              "jax.distributed (the shared trainer's studies scale out).")
   workdir = rundir.prepare(workdir, config)
   data = classify.load_data(config.data)
   train = data.train.take(config.data.get("train_limit"))

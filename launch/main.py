@@ -2,6 +2,11 @@
 
 Any config value can be overridden with ``--config.<key>=<value>``; unknown keys and ill-typed
 values are refused while the flags are parsed, before any work starts.
+
+Many hosts: start this same command once per process. Under SLURM (``srun``), Open MPI or on a
+multi-host TPU slice the processes find each other by themselves (``--distributed=auto``);
+elsewhere pass ``--coordinator_address=HOST:PORT --num_processes=N --process_id=I``. See
+``launch/slurm.sbatch``, ``launch/tpu_pod.sh`` and the README's "Scaling out".
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ from pathlib import Path
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from playbook import compile_cache
+from playbook import compile_cache, parallel
 from playbook.data import DataError
 from playbook.rundir import RunDirError
 from playbook.train import NonFiniteLossError
@@ -25,6 +30,22 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory; re-running with 
 _DATA_DIR = flags.DEFINE_string("data_dir", None,
                                 "Data root (default: $PLAYBOOK_DATA_DIR); sets config.data.dir.")
 _PROGRESS = flags.DEFINE_bool("progress", True, "Show a progress bar (--noprogress to hide).")
+_DISTRIBUTED = flags.DEFINE_enum(
+    "distributed", "auto", ["auto", "on", "off"],
+    "jax.distributed.initialize: 'auto' when the flags below are given or a multi-process SLURM, "
+    "Open MPI or TPU launcher is detected; 'on' always (a TPU pod slice finds its peers itself); "
+    "'off' never.")
+_COORDINATOR = flags.DEFINE_string(
+    "coordinator_address", None, "HOST:PORT of process 0, where the coordinator listens "
+    "(default: from the cluster's environment).")
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None,
+                                      "Number of processes (default: from the environment).")
+_PROCESS_ID = flags.DEFINE_integer("process_id", None,
+                                   "This process's id in 0..num_processes-1 (default: from the "
+                                   "environment).")
+_LOCAL_DEVICE_IDS = flags.DEFINE_list(
+    "local_device_ids", None, "Devices of this host this process uses, e.g. 0,1 (default: all; "
+    "one per process under SLURM and Open MPI on GPUs).")
 flags.mark_flags_as_required(["config", "workdir"])
 
 
@@ -43,6 +64,15 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   logging.set_verbosity(logging.WARNING)  # Orbax and TF log every save at INFO.
+  # Before anything touches a device: the processes must join first.
+  local_ids = [int(i) for i in _LOCAL_DEVICE_IDS.value] if _LOCAL_DEVICE_IDS.value else None
+  if parallel.initialize_distributed(
+      _DISTRIBUTED.value, coordinator_address=_COORDINATOR.value,
+      num_processes=_NUM_PROCESSES.value, process_id=_PROCESS_ID.value,
+      local_device_ids=local_ids) and parallel.is_main_process():
+    import jax
+    print(f"jax.distributed: {jax.process_count()} processes, {jax.device_count()} devices "
+          f"({jax.local_device_count()} on this host, {jax.devices()[0].platform}).")
   compile_cache.enable()
   config = _CONFIG.value
   with config.unlocked():

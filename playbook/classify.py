@@ -3,11 +3,16 @@
 data -> model -> ``fit`` (vmapped over seeds) -> one test evaluation of the best checkpoint ->
 plots and ``results.json``. A study is its config; ``experiments/mnist_mlp.py`` and friends call
 ``run`` with it.
+
+On many devices and hosts (``playbook/parallel.py``) every process runs this same function: each
+keeps only its own rows of the training set, all of them train and evaluate together, and process
+0 alone writes the metrics, plots and ``results.json``.
 """
 
 from __future__ import annotations
 
 import time
+import types
 from pathlib import Path
 
 import jax
@@ -15,12 +20,12 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from playbook import plots, rundir
+from playbook import parallel, plots, rundir
 from playbook.data import augment, mnist
 from playbook.models.mlp import MLP
 from playbook.train import fit, loop
 from playbook.train.losses import classification_loss
-from playbook.train.optim import make_optimizer
+from playbook.train.optim import make_optimizer, peak_learning_rate
 from playbook.train.writer import MetricWriter
 
 DATASETS = {"mnist": mnist.load, "fashion_mnist": mnist.load}
@@ -45,7 +50,8 @@ def load_data(cfg: ml_collections.ConfigDict):
 
 
 def predict(model, state, images: np.ndarray, preprocess, batch_size: int) -> np.ndarray:
-  """Logits of one (unvmapped) state on host images, in batches."""
+  """Logits of one (unvmapped) state on host images, in batches, on this process's devices (pass
+  host arrays, from ``parallel.to_host``, when the state is sharded over several processes)."""
   apply = jax.jit(lambda v, x: model.apply(v, preprocess(x), train=False))
   variables = {"params": state.params, **state.model_state}
   return np.concatenate([np.asarray(apply(variables, images[i:i + batch_size]))
@@ -60,10 +66,14 @@ def mean_std(values) -> dict:
 
 def run(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
   start = time.perf_counter()
-  workdir = rundir.prepare(workdir, config)
+  workdir = rundir.prepare(workdir, config)  # Every process checks; process 0 writes.
+  main_process = parallel.is_main_process()
+  mesh = parallel.make_mesh(config.parallel.fsdp)
   data = load_data(config.data)
   train = data.train.take(config.data.get("train_limit"))
   as_batch = lambda split: {"image": split.x, "label": split.y}
+  # Each process puts only its own rows of the training set on its devices.
+  train_rows = parallel.shard_rows(as_batch(train), mesh)
 
   model = build_model(config.model, len(data.class_names))
   preprocess = make_preprocess(config.data)
@@ -77,30 +87,30 @@ def run(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
     return params, dict(variables)
 
   steps_per_epoch = len(train) // config.train.batch_size
-  tx = make_optimizer(config.optim, steps_per_epoch, config.train.num_epochs)
+  batch_size = config.train.batch_size  # Global: every step sees this many examples.
+  tx = make_optimizer(config.optim, steps_per_epoch, config.train.num_epochs, batch_size)
   augment_fn = augment.image_augmenter(max_shift=config.augment.max_shift,
                                        flip_lr=config.augment.flip_lr)
   writer = MetricWriter(workdir)
-  result = fit(init_fn=init_fn, loss_fn=loss_fn, tx=tx, train_data=as_batch(train),
+  result = fit(init_fn=init_fn, loss_fn=loss_fn, tx=tx, train_data=train_rows,
                val_data=as_batch(data.val), cfg=config.train, workdir=workdir, seed=config.seed,
                num_seeds=config.num_seeds, augment_fn=augment_fn, progress=config.progress,
-               writer=writer)
+               writer=writer, mesh=mesh)
 
   # The test set, once, on the best checkpoint (per seed).
   test = loop.evaluate(result.state, as_batch(data.test), loss_fn=loss_fn,
-                       batch_size=config.train.eval_batch_size, num_seeds=config.num_seeds)
+                       batch_size=config.train.eval_batch_size, num_seeds=config.num_seeds,
+                       mesh=mesh)
   final_step = result.history[-1]["step"] if result.history else 0
   writer.write(final_step, "test", test)
   writer.close()
 
-  first_seed = (jax.tree.map(lambda a: a[0], result.state) if config.num_seeds > 1
-                else result.state)
-  logits = predict(model, first_seed, data.test.x, preprocess, config.train.eval_batch_size)
-  regularised = config.model.dropout > 0 or config.augment.max_shift or config.augment.flip_lr
-  plot_results(workdir, result.history, test, logits, data,
-               curves_title="Learning curves" + (" (train metrics measured with dropout and "
-                                                 "augmentation on)" if regularised else ""))
-
+  # The figures need seed 0's logits on host: gather the (possibly sharded) weights to every
+  # process (a collective), then predict locally on process 0 only.
+  weights = parallel.to_host({"params": result.state.params,
+                              "model_state": result.state.model_state})
+  if config.num_seeds > 1:
+    weights = jax.tree.map(lambda a: a[0], weights)
   results = {
       "study": config.study,
       "data": f"{config.data.name} ({config.data.source}); train {len(train)}, "
@@ -112,9 +122,22 @@ def run(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
       "epochs_run": len(result.history),
       "train_seconds": result.train_seconds,
       "train_steps_per_second": result.steps_per_second,
-      "wall_seconds": time.perf_counter() - start,
-      "environment": rundir.environment(),
+      "parallel": {"mesh": dict(mesh.shape), "processes": jax.process_count(),
+                   "global_batch_size": batch_size,
+                   "per_device_batch_size": batch_size // mesh.size,
+                   "peak_learning_rate": peak_learning_rate(config.optim, batch_size)},
   }
+  if not main_process:
+    return results
+  logits = predict(model, types.SimpleNamespace(**weights), data.test.x, preprocess,
+                   config.train.eval_batch_size)
+  regularised = config.model.dropout > 0 or config.augment.max_shift or config.augment.flip_lr
+  plot_results(workdir, result.history, test, logits, data,
+               curves_title="Learning curves" + (" (train metrics measured with dropout and "
+                                                 "augmentation on)" if regularised else ""))
+
+  results |= {"wall_seconds": time.perf_counter() - start,
+              "environment": rundir.environment()}
   rundir.write_results(workdir, results)
   acc = results["test_accuracy"]
   print(f"{config.study}: test accuracy {100 * acc['mean']:.2f} %"

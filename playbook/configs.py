@@ -37,6 +37,10 @@ def classifier_config(*, study: str, data: str, hidden: tuple[int, ...],
   config.optim = ml_collections.ConfigDict()
   config.optim.name = "adamw"
   config.optim.learning_rate = 1e-3
+  # learning_rate is the rate at base_batch_size; lr_scaling ('none', 'linear' or 'sqrt') scales
+  # it to the global train.batch_size: lr * (batch_size / base_batch_size) for 'linear'.
+  config.optim.lr_scaling = "none"
+  config.optim.base_batch_size = 128
   config.optim.weight_decay = 1e-4
   config.optim.momentum = 0.9
   config.optim.schedule = "cosine"
@@ -45,13 +49,20 @@ def classifier_config(*, study: str, data: str, hidden: tuple[int, ...],
   config.optim.clip_norm = 0.0
 
   config.train = ml_collections.ConfigDict()
-  config.train.batch_size = 128
+  config.train.batch_size = 128  # GLOBAL: split over all devices of all processes.
   config.train.num_epochs = 20
   config.train.eval_batch_size = 1000
   config.train.patience = 0     # Epochs without validation improvement before stopping; 0 = off.
   config.train.best_metric = "accuracy"
   config.train.best_mode = "max"
   config.train.log_every_steps = 50
+
+  # Scale-out (playbook/parallel.py). Every device of every process trains: each takes
+  # train.batch_size / num_devices examples of every batch.
+  config.parallel = ml_collections.ConfigDict()
+  config.parallel.fsdp = 1  # Size of the mesh's fsdp axis: 1 = parameters and optimiser state
+                            # replicated (data parallel); -1 = split over every device (FSDP);
+                            # k = split over groups of k devices, replicated across groups.
   return config
 
 

@@ -10,8 +10,9 @@ from pathlib import Path
 import ml_collections
 
 # Settings that may differ between a run and its resumption: where the data is read from and how
-# progress is shown change nothing that the run computes.
-RESUME_MAY_CHANGE = ("data.dir", "progress")
+# progress is shown change nothing that the run computes, and the parameter layout over the
+# devices only the rounding (a checkpoint restores onto any device count and layout).
+RESUME_MAY_CHANGE = ("data.dir", "progress", "parallel.fsdp")
 
 
 class RunDirError(RuntimeError):
@@ -33,8 +34,15 @@ def _as_json(config: ml_collections.ConfigDict) -> dict:
   return json.loads(config.to_json())
 
 
-def prepare(workdir: str | Path, config: ml_collections.ConfigDict) -> Path:
-  """Creates ``workdir`` and writes ``config.json``, or checks a re-run matches the stored one."""
+def prepare(workdir: str | Path, config: ml_collections.ConfigDict, *,
+            write: bool | None = None) -> Path:
+  """Creates ``workdir`` and writes ``config.json``, or checks a re-run matches the stored one.
+
+  Every process checks; only ``write`` (default: JAX process 0) writes.
+  """
+  if write is None:
+    import jax
+    write = jax.process_index() == 0
   workdir = Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
   path = workdir / "config.json"
@@ -53,6 +61,8 @@ def prepare(workdir: str | Path, config: ml_collections.ConfigDict) -> Path:
       raise RunDirError(
           f"Workdir {workdir} holds a run with a different config ({detail}); resuming it with "
           "this config would mix two experiments. Use a new --workdir, or the stored settings.")
+  if not write:
+    return workdir
   tmp = path.with_suffix(".tmp")
   tmp.write_text(json.dumps(new, indent=2, sort_keys=True) + "\n")
   tmp.replace(path)
@@ -67,6 +77,7 @@ def environment() -> dict:
   return {
       "device": str(jax.devices()[0].device_kind),
       "num_devices": jax.device_count(),
+      "num_processes": jax.process_count(),
       "platform": jax.default_backend(),
       "cpu_count": os.cpu_count(),
       "python": platform.python_version(),

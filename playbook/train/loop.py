@@ -5,6 +5,11 @@ checks the loss is finite, evaluates on the validation split, logs, checkpoints 
 ``best`` when the validation metric improved), and stops early when it stops improving. With
 ``num_seeds > 1`` every function is ``jax.vmap``-ed over a leading seed axis of the state, so N
 independent runs (own init, dropout and data order) train in one program.
+
+Every jitted function runs on ``parallel.make_mesh``'s device mesh: the training set's rows and
+every batch are split over all devices (of all processes), the state is replicated or FSDP-sharded
+(the mesh's ``fsdp`` axis). ``cfg.batch_size`` is the global batch, the same on any device count,
+and so are the shuffle and every random draw: N devices train the 1-device trajectory.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ class FitResult:
   best_epoch: int
   train_seconds: float     # Wall time of the epochs run in this process (compile included).
   steps_per_second: float | None  # Training steps/s, first (compiling) epoch excluded.
+  mesh: jax.sharding.Mesh | None = None  # The devices it trained on; ``state`` lives there.
 
 
 def maybe_vmap(fn, num_seeds: int, in_axes):
@@ -47,27 +53,53 @@ def maybe_vmap(fn, num_seeds: int, in_axes):
 
 
 def init_states(init_fn: InitFn, tx: optax.GradientTransformation, seed: int,
-                num_seeds: int) -> TrainState:
-  """Seed ``s`` of ``num_seeds`` starts from ``fold_in(PRNGKey(seed), s)``."""
-  init = functools.partial(init_train_state, init_fn, tx)
+                num_seeds: int, mesh: jax.sharding.Mesh | None = None) -> TrainState:
+  """Seed ``s`` of ``num_seeds`` starts from ``fold_in(PRNGKey(seed), s)``.
+
+  With a ``mesh`` the state is created directly in its shardings (``parallel.state_shardings``).
+  """
+  single = functools.partial(init_train_state, init_fn, tx)
+  key = lambda s: jax.random.fold_in(jax.random.PRNGKey(seed), s)
   if num_seeds == 1:
-    return jax.jit(init)(jax.random.fold_in(jax.random.PRNGKey(seed), 0))
-  rngs = jax.vmap(lambda s: jax.random.fold_in(jax.random.PRNGKey(seed), s))(
-      jnp.arange(num_seeds))
-  return jax.jit(jax.vmap(init))(rngs)
+    init = lambda: single(key(0))
+  else:
+    init = lambda: jax.vmap(single)(jax.vmap(key)(jnp.arange(num_seeds)))
+  if mesh is None:
+    return jax.jit(init)()
+  shardings = parallel.state_shardings(jax.eval_shape(init), mesh, seed_axis=num_seeds > 1)
+  return jax.jit(init, out_shardings=shardings)()
 
 
-def make_evaluate(loss_fn, num_seeds: int):
+def _state_mesh(state: TrainState) -> jax.sharding.Mesh | None:
+  sharding = getattr(state.step, "sharding", None)
+  return sharding.mesh if isinstance(sharding, jax.sharding.NamedSharding) else None
+
+
+def make_evaluate(loss_fn, num_seeds: int, mesh: jax.sharding.Mesh | None = None):
   """A jitted ``evaluate(state, padded_batches) -> metrics`` (per seed when vmapped)."""
   fn = functools.partial(steps.eval_epoch, loss_fn=loss_fn)
-  return jax.jit(maybe_vmap(fn, num_seeds, in_axes=(0, None)))
+  out = parallel.replicated(mesh) if mesh is not None else None
+  return jax.jit(maybe_vmap(fn, num_seeds, in_axes=(0, None)), out_shardings=out)
+
+
+def put_eval_batches(data: dict, batch_size: int, mesh: jax.sharding.Mesh | None):
+  """Host arrays -> padded batches on the devices (every process passes the whole split)."""
+  batches = steps.pad_to_batches(data, batch_size)
+  if mesh is None:
+    return jax.device_put(batches)
+  return parallel.put(batches, parallel.eval_sharding(mesh, batch_size))
 
 
 def evaluate(state: TrainState, data: dict, *, loss_fn, batch_size: int,
-             num_seeds: int) -> dict[str, np.ndarray]:
-  """Mean metrics of ``state`` on host arrays ``data``, every example counted once."""
-  batches = jax.device_put(steps.pad_to_batches(data, batch_size))
-  return jax.tree.map(np.asarray, make_evaluate(loss_fn, num_seeds)(state, batches))
+             num_seeds: int, mesh: jax.sharding.Mesh | None = None) -> dict[str, np.ndarray]:
+  """Mean metrics of ``state`` on host arrays ``data``, every example counted once.
+
+  ``mesh`` defaults to the one the state lives on (``fit``'s); with several processes each one
+  passes the whole of ``data`` and calls this together.
+  """
+  mesh = mesh if mesh is not None else _state_mesh(state)
+  batches = put_eval_batches(data, batch_size, mesh)
+  return jax.tree.map(np.asarray, make_evaluate(loss_fn, num_seeds, mesh)(state, batches))
 
 
 def _summary(metrics: dict) -> dict:
@@ -79,32 +111,54 @@ def _jsonable(tree):
   return jax.tree.map(lambda v: np.asarray(v).tolist(), tree)
 
 
-def fit(*, init_fn: InitFn, loss_fn, tx: optax.GradientTransformation, train_data: dict,
-        val_data: dict, cfg: ml_collections.ConfigDict, workdir: str | Path, seed: int,
-        num_seeds: int = 1, augment_fn=None, progress: bool = True,
-        writer: MetricWriter | None = None) -> FitResult:
+def make_train_epoch(state: TrainState, *, loss_fn, batch_size: int, num_examples: int,
+                     mesh: jax.sharding.Mesh, num_seeds: int = 1, augment_fn=None):
+  """``fit``'s jitted ``train_epoch(state, data, epoch) -> (state, metrics)`` on ``mesh``.
+
+  The state keeps the shardings it has (``init_states(..., mesh)``) and is donated; every batch
+  is split over the devices; the metrics come back replicated.
+  """
+  if batch_size % mesh.size:
+    raise ValueError(f"train.batch_size={batch_size} is the global batch; it must be a "
+                     f"multiple of the {mesh.size} devices, which each take an equal share.")
+  epoch_fn = functools.partial(steps.train_epoch, loss_fn=loss_fn, batch_size=batch_size,
+                               augment_fn=augment_fn, num_examples=num_examples,
+                               constrain_batch=parallel.batch_constraint(mesh))
+  state_shardings = jax.tree.map(lambda a: a.sharding, state)
+  return jax.jit(maybe_vmap(epoch_fn, num_seeds, in_axes=(0, None, None)),
+                 out_shardings=(state_shardings, parallel.replicated(mesh)),
+                 donate_argnums=(0,))
+
+
+def fit(*, init_fn: InitFn, loss_fn, tx: optax.GradientTransformation,
+        train_data: dict | parallel.RowSharded, val_data: dict,
+        cfg: ml_collections.ConfigDict, workdir: str | Path, seed: int, num_seeds: int = 1,
+        augment_fn=None, progress: bool = True, writer: MetricWriter | None = None,
+        mesh: jax.sharding.Mesh | None = None) -> FitResult:
   """Trains, or resumes from ``workdir/checkpoints/latest``, to ``cfg.num_epochs``.
 
-  ``cfg`` is the config's ``train`` block: batch_size, num_epochs, eval_batch_size, patience
-  (epochs without improvement before stopping; 0 = never), best_metric, best_mode ('max'/'min'),
-  log_every_steps.
+  ``cfg`` is the config's ``train`` block: batch_size (global, over all devices), num_epochs,
+  eval_batch_size, patience (epochs without improvement before stopping; 0 = never), best_metric,
+  best_mode ('max'/'min'), log_every_steps. ``mesh`` (default: every device, parameters
+  replicated) is where it trains. ``train_data`` is a dict of host arrays holding the whole
+  training set, or a ``parallel.RowSharded`` whose rows each process loaded for itself; with
+  several processes, every process calls ``fit`` and only process 0 logs and shows progress.
   """
-  mesh = parallel.make_mesh()
-  num_train = len(next(iter(train_data.values())))
+  mesh = mesh if mesh is not None else parallel.make_mesh()
+  if not isinstance(train_data, parallel.RowSharded):
+    train_data = parallel.shard_rows(train_data, mesh)
+  num_train = train_data.num_examples
   steps_per_epoch = num_train // cfg.batch_size
-  state = init_states(init_fn, tx, seed, num_seeds)
-
-  epoch_fn = functools.partial(steps.train_epoch, loss_fn=loss_fn, batch_size=cfg.batch_size,
-                               augment_fn=augment_fn,
-                               constrain_batch=parallel.batch_constraint(mesh))
-  train_epoch = jax.jit(maybe_vmap(epoch_fn, num_seeds, in_axes=(0, None, None)),
-                        donate_argnums=(0,))
-  evaluate_fn = make_evaluate(loss_fn, num_seeds)
-  train_on_device = jax.device_put(train_data, parallel.replicated(mesh))
-  val_batches = jax.device_put(steps.pad_to_batches(val_data, cfg.eval_batch_size))
+  state = init_states(init_fn, tx, seed, num_seeds, mesh)
+  train_epoch = make_train_epoch(state, loss_fn=loss_fn, batch_size=cfg.batch_size,
+                                 num_examples=num_train, mesh=mesh, num_seeds=num_seeds,
+                                 augment_fn=augment_fn)
+  evaluate_fn = make_evaluate(loss_fn, num_seeds, mesh)
+  train_on_device = train_data.arrays
+  val_batches = put_eval_batches(val_data, cfg.eval_batch_size, mesh)
 
   ckpt = Checkpoints(workdir)
-  writer = writer or MetricWriter(workdir)
+  writer = writer or MetricWriter(workdir)  # Inactive on every process but 0.
   sign = 1.0 if cfg.best_mode == "max" else -1.0
   meta = {"epoch": 0, "history": [], "best": None, "best_epoch": -1, "bad_epochs": 0}
   restored = ckpt.restore("latest", state.saveable())
@@ -114,7 +168,8 @@ def fit(*, init_fn: InitFn, loss_fn, tx: optax.GradientTransformation, train_dat
   writer.truncate_after(meta["epoch"] * steps_per_epoch)
 
   bar = progress_bar(cfg.num_epochs * steps_per_epoch, meta["epoch"] * steps_per_epoch,
-                     enabled=progress, desc=f"train {Path(workdir).name}")
+                     enabled=progress and parallel.is_main_process(),
+                     desc=f"train {Path(workdir).name}")
   train_seconds, timed_steps, timed_seconds = 0.0, 0, 0.0
   first_epoch = meta["epoch"]
   for epoch in range(first_epoch, cfg.num_epochs):
@@ -173,4 +228,4 @@ def fit(*, init_fn: InitFn, loss_fn, tx: optax.GradientTransformation, train_dat
   ckpt.close()
   steps_per_second = timed_steps / timed_seconds if timed_seconds else None
   return FitResult(state=state, history=meta["history"], best_epoch=meta["best_epoch"],
-                   train_seconds=train_seconds, steps_per_second=steps_per_second)
+                   train_seconds=train_seconds, steps_per_second=steps_per_second, mesh=mesh)

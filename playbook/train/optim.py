@@ -6,24 +6,48 @@ import ml_collections
 import optax
 
 
+def peak_learning_rate(cfg: ml_collections.ConfigDict, batch_size: int | None = None) -> float:
+  """``cfg.learning_rate``, scaled to the global ``batch_size`` by ``cfg.lr_scaling``.
+
+  'none' (default) uses it as is; 'linear' multiplies it by ``batch_size / cfg.base_batch_size``
+  (Goyal et al. 2017), 'sqrt' by the square root of that ratio (a common choice for Adam).
+  """
+  scaling = cfg.get("lr_scaling", "none")
+  if scaling == "none":
+    return cfg.learning_rate
+  if batch_size is None:
+    raise ValueError(f"lr_scaling={scaling!r} needs the global batch size.")
+  ratio = batch_size / cfg.base_batch_size
+  if scaling == "linear":
+    return cfg.learning_rate * ratio
+  if scaling == "sqrt":
+    return cfg.learning_rate * ratio ** 0.5
+  raise ValueError(f"Unknown lr_scaling {scaling!r}: use none, linear or sqrt.")
+
+
 def learning_rate_schedule(cfg: ml_collections.ConfigDict, steps_per_epoch: int,
-                           num_epochs: int) -> optax.Schedule:
-  """``constant``, ``cosine`` (warmup then cosine decay to 0) or ``onecycle``."""
+                           num_epochs: int, batch_size: int | None = None) -> optax.Schedule:
+  """``constant``, ``cosine`` (warmup then cosine decay to 0) or ``onecycle``, peaking at
+  :func:`peak_learning_rate`."""
   total = steps_per_epoch * num_epochs
   warmup = int(cfg.warmup_epochs * steps_per_epoch)
+  peak = peak_learning_rate(cfg, batch_size)
   if cfg.schedule == "constant":
-    return optax.constant_schedule(cfg.learning_rate)
+    return optax.constant_schedule(peak)
   if cfg.schedule == "cosine":
-    return optax.warmup_cosine_decay_schedule(0.0, cfg.learning_rate, warmup, max(total, warmup + 1))
+    return optax.warmup_cosine_decay_schedule(0.0, peak, warmup, max(total, warmup + 1))
   if cfg.schedule == "onecycle":
-    return optax.cosine_onecycle_schedule(total, cfg.learning_rate)
+    return optax.cosine_onecycle_schedule(total, peak)
   raise ValueError(f"Unknown schedule {cfg.schedule!r}: use constant, cosine or onecycle.")
 
 
-def make_optimizer(cfg: ml_collections.ConfigDict, steps_per_epoch: int,
-                   num_epochs: int) -> optax.GradientTransformation:
-  """``adam``, ``adamw``, ``sgd`` (Nesterov momentum) or ``rmsprop``, with optional clipping."""
-  lr = learning_rate_schedule(cfg, steps_per_epoch, num_epochs)
+def make_optimizer(cfg: ml_collections.ConfigDict, steps_per_epoch: int, num_epochs: int,
+                   batch_size: int | None = None) -> optax.GradientTransformation:
+  """``adam``, ``adamw``, ``sgd`` (Nesterov momentum) or ``rmsprop``, with optional clipping.
+
+  ``batch_size`` is the global batch size, for ``cfg.lr_scaling``.
+  """
+  lr = learning_rate_schedule(cfg, steps_per_epoch, num_epochs, batch_size)
   if cfg.name == "adam":
     opt = optax.adam(lr)
   elif cfg.name == "adamw":

@@ -56,16 +56,21 @@ def epoch_batches(rng: jax.Array, num_examples: int, batch_size: int) -> jax.Arr
 
 def train_epoch(state: TrainState, data: Batch, epoch: jax.Array, *, loss_fn: LossFn,
                 batch_size: int, augment_fn: AugmentFn | None = None,
-                constrain_batch: Callable[[Batch], Batch] = lambda b: b):
+                constrain_batch: Callable[[Batch], Batch] = lambda b: b,
+                num_examples: int | None = None):
   """One pass over shuffled in-memory ``data``, as a ``lax.scan`` of ``train_step``.
 
   Returns the new state and the per-step metrics, stacked (steps, ...). The shuffle and every
   step's randomness come from ``fold_in(state.rng, epoch)``, so an epoch is reproducible from the
   state alone: resuming from a checkpoint replays exactly what an uninterrupted run would do.
+  ``num_examples`` (default: all rows) is the number of real rows when ``data`` ends in padding
+  (a data set split over devices); the shuffle only draws from them, so the batches are the same
+  on any number of devices. ``batch_size`` is the global batch: ``constrain_batch`` splits it.
   """
   epoch_rng = jax.random.fold_in(state.rng, epoch)
   shuffle_rng, steps_rng = jax.random.split(epoch_rng)
-  num_examples = jax.tree.leaves(data)[0].shape[0]
+  if num_examples is None:
+    num_examples = jax.tree.leaves(data)[0].shape[0]
   batches = epoch_batches(shuffle_rng, num_examples, batch_size)
 
   def body(state, step_and_indices):

@@ -15,19 +15,28 @@ def _plain(value):
 
 
 class MetricWriter:
-  """Appends ``{"step": s, "split": ..., name: value}`` rows; mean over seeds goes to TensorBoard."""
+  """Appends ``{"step": s, "split": ..., name: value}`` rows; mean over seeds goes to TensorBoard.
 
-  def __init__(self, workdir: str | Path, *, tensorboard: bool = True):
+  With several JAX processes only process 0 writes (``active`` defaults to that); on the others
+  every method does nothing.
+  """
+
+  def __init__(self, workdir: str | Path, *, tensorboard: bool = True,
+               active: bool | None = None):
     self.path = Path(workdir) / "metrics.jsonl"
     self._tb = None
-    if tensorboard:
+    if active is None:
+      import jax
+      active = jax.process_index() == 0
+    self.active = active
+    if tensorboard and active:
       from clu import metric_writers  # Imports TensorFlow's summary writer: only when asked.
       self._tb = metric_writers.SummaryWriter(str(Path(workdir) / "tensorboard"))
 
   def truncate_after(self, step: int) -> None:
     """Drops rows past ``step``, and any test row: a resumed run rewrites what the killed (or
     finished) run logged after its checkpoint, and evaluates the test set once more at its end."""
-    if not self.path.exists():
+    if not self.active or not self.path.exists():
       return
     keep = lambda row: row["step"] <= step and row["split"] != "test"
     rows = [line for line in self.path.read_text().splitlines() if line and keep(json.loads(line))]
@@ -36,6 +45,8 @@ class MetricWriter:
     tmp.replace(self.path)
 
   def write(self, step: int, split: str, metrics: dict) -> None:
+    if not self.active:
+      return
     row = {"step": int(step), "split": split} | {k: _plain(v) for k, v in metrics.items()}
     with open(self.path, "a") as f:
       f.write(json.dumps(row) + "\n")
