@@ -31,6 +31,7 @@ from playbook.models.mlp import MLP  # noqa: E402
 from playbook.train import fit, loop  # noqa: E402
 from playbook.train.losses import classification_loss  # noqa: E402
 from playbook.train.writer import MetricWriter  # noqa: E402
+from toy import blobs  # noqa: E402  (tests/ is this script's directory)
 
 # Widths divisible by 8, so FSDP over 8 devices splits the kernels and most biases.
 MODEL = MLP(hidden=(32, 16), num_classes=3, dropout=0.1)
@@ -40,14 +41,6 @@ NUM_TRAIN, NUM_VAL = 300, 64  # 300 is not a multiple of 8: the row-sharded set 
 
 def init_fn(rng):
   return MODEL.init(rng, jnp.zeros((1, 4)), train=False)["params"], {}
-
-
-def blobs(n, seed=0):
-  """Three Gaussian blobs in 4-d."""
-  rng = np.random.default_rng(seed)
-  labels = rng.integers(0, 3, n).astype(np.int32)
-  centres = np.array([[2, 0, 0, 0], [0, 2, 0, 0], [0, 0, 2, 0]], np.float32)
-  return {"image": centres[labels] + rng.normal(size=(n, 4)).astype(np.float32), "label": labels}
 
 
 def train_cfg(num_epochs=2):

@@ -14,6 +14,7 @@ from playbook.train import NonFiniteLossError, fit, loop, steps
 from playbook.train.checkpoint import Checkpoints
 from playbook.train.losses import classification_loss
 from playbook.train.writer import read_metrics
+from toy import blobs
 
 MODEL = MLP(hidden=(16,), num_classes=3, dropout=0.1)
 LOSS_FN = classification_loss(MODEL, preprocess=lambda x: x.astype(jnp.float32))
@@ -21,14 +22,6 @@ LOSS_FN = classification_loss(MODEL, preprocess=lambda x: x.astype(jnp.float32))
 
 def init_fn(rng):
   return MODEL.init(rng, jnp.zeros((1, 4)), train=False)["params"], {}
-
-
-def blobs(n, seed=0):
-  """Three Gaussian blobs in 4-d: learnable in a few epochs."""
-  rng = np.random.default_rng(seed)
-  labels = rng.integers(0, 3, n).astype(np.int32)
-  centres = np.array([[2, 0, 0, 0], [0, 2, 0, 0], [0, 0, 2, 0]], np.float32)
-  return {"image": centres[labels] + rng.normal(size=(n, 4)).astype(np.float32), "label": labels}
 
 
 def train_cfg(**overrides):
