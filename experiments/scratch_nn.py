@@ -26,6 +26,7 @@ import numpy as np
 from playbook import classify, configs, plots, rundir
 from playbook.models import scratch
 from playbook.train import NonFiniteLossError
+from playbook.train.loop import first_nonfinite_step
 from playbook.train.progress import progress_bar
 from playbook.train.steps import epoch_batches
 from playbook.train.writer import MetricWriter
@@ -133,9 +134,9 @@ def run(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
     metrics = jax.tree.map(np.asarray, metrics)
     if epoch > 0:  # The first epoch includes compilation.
       timed_seconds += time.perf_counter() - epoch_start
-    if not np.all(np.isfinite(metrics["loss"])):
+    bad_step = first_nonfinite_step(metrics["loss"], epoch * steps_per_epoch)
+    if bad_step is not None:
       bar.close()
-      bad_step = epoch * steps_per_epoch + int(np.argmin(np.isfinite(metrics["loss"]))) + 1
       raise NonFiniteLossError(f"Loss became non-finite at step {bad_step} (epoch {epoch + 1}). "
                                "Lower config.optim.learning_rate.")
 

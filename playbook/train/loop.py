@@ -130,6 +130,16 @@ def make_train_epoch(state: TrainState, *, loss_fn, batch_size: int, num_example
                  donate_argnums=(0,))
 
 
+def first_nonfinite_step(losses: np.ndarray, first_step: int) -> int | None:
+  """The global step (1-based) of an epoch's first NaN/inf loss, or None if all are finite.
+
+  ``losses`` is the epoch's per-step losses, shape (steps,) or (seeds, steps); ``first_step`` is
+  the number of steps before this epoch.
+  """
+  finite_per_step = np.isfinite(losses).reshape(-1, losses.shape[-1]).all(axis=0)
+  return None if finite_per_step.all() else first_step + int(np.argmin(finite_per_step)) + 1
+
+
 def fit(*, init_fn: InitFn, loss_fn, tx: optax.GradientTransformation,
         train_data: dict | parallel.RowSharded, val_data: dict,
         cfg: ml_collections.ConfigDict, workdir: str | Path, seed: int, num_seeds: int = 1,
@@ -184,9 +194,8 @@ def fit(*, init_fn: InitFn, loss_fn, tx: optax.GradientTransformation,
       timed_steps, timed_seconds = timed_steps + steps_per_epoch, timed_seconds + elapsed
 
     losses = step_metrics["loss"]
-    if not np.all(np.isfinite(losses)):
-      finite_per_step = np.isfinite(losses).reshape(-1, steps_per_epoch).all(axis=0)
-      bad_step = epoch * steps_per_epoch + int(np.argmin(finite_per_step)) + 1
+    bad_step = first_nonfinite_step(losses, epoch * steps_per_epoch)
+    if bad_step is not None:
       bar.close()
       raise NonFiniteLossError(
           f"Loss became {float(losses[~np.isfinite(losses)].flat[0])} in epoch {epoch + 1} "
