@@ -12,17 +12,20 @@ $(VENV)/.installed: requirements.txt
 	$(PY) -m pip install -r requirements.txt
 	touch $@
 
+$(VENV)/.installed-dev: $(VENV)/.installed requirements-dev.txt
+	$(PY) -m pip install -r requirements-dev.txt
+	touch $@
+
 setup: $(VENV)/.installed
 
 # The default study: the MNIST MLP, five seeds trained at once with jax.vmap.
 run: setup
 	$(PY) -m launch.main --config=experiments/mnist_mlp.py --workdir=$(WORKDIR) --config.num_seeds=5
 
-test: setup
+test: $(VENV)/.installed-dev
 	$(PY) -m pytest -q tests
 
-bench: setup
-	$(PY) -m pip install -r requirements-bench.txt
+bench: $(VENV)/.installed-dev
 	$(PY) -m benchmarks.train_throughput
 
 clean:
