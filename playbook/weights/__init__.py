@@ -1,0 +1,12 @@
+"""Pretrained weights: located on disk, read without executing code, verified by a tensor hash.
+
+``load_vgg`` gives the ImageNet VGG params; ``locate`` says where files are looked for.
+"""
+
+from playbook.weights.hashing import tensor_sha256
+from playbook.weights.keras_h5 import read_keras_h5
+from playbook.weights.locate import locate, search_dirs, verify_tensors
+from playbook.weights.vgg import load_vgg
+
+__all__ = ["tensor_sha256", "read_keras_h5", "locate", "search_dirs", "verify_tensors",
+           "load_vgg"]
