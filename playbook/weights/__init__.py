@@ -6,7 +6,8 @@
 from playbook.weights.hashing import tensor_sha256
 from playbook.weights.keras_h5 import read_keras_h5
 from playbook.weights.locate import locate, search_dirs, verify_tensors
+from playbook.weights.torch_pth import read_torch_pth
 from playbook.weights.vgg import load_vgg
 
-__all__ = ["tensor_sha256", "read_keras_h5", "locate", "search_dirs", "verify_tensors",
-           "load_vgg"]
+__all__ = ["tensor_sha256", "read_keras_h5", "read_torch_pth", "locate", "search_dirs",
+           "verify_tensors", "load_vgg"]

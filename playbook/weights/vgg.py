@@ -1,4 +1,5 @@
-"""ImageNet VGG weights from Keras's legacy h5 files into ``playbook.models.vgg.VGG`` params.
+"""ImageNet VGG weights from Keras's legacy h5 files (or torchvision-layout ``.pth`` state dicts)
+into ``playbook.models.vgg.VGG`` params.
 
 The layer names are the same on both sides, so the import is a direct mapping with shape checks.
 Verification policy: a file is used only when its tensor hash (``hashing.tensor_sha256`` in
@@ -11,6 +12,7 @@ or ``verify=False`` explicitly, which logs that the weights are unverified.
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 
 import numpy as np
@@ -58,6 +60,37 @@ def params_from_layers(layers: dict, depth: int, include_top: bool = False, *,
     params[name] = {k: np.asarray(layers[name][k], np.float32) for k in ("kernel", "bias")}
   _check_shapes(params, depth, include_top, source)
   return params
+
+
+def params_from_torch(state_dict: dict, depth: int, include_top: bool = False, *,
+                      source: str = "state dict") -> dict:
+  """A torchvision-layout VGG state dict (``features.N.weight`` OIHW, ``classifier.{0,3,6}``)
+  -> VGG params. The n-th conv of ``features`` is the n-th Keras conv layer."""
+  convs = sorted((int(m.group(1)) for k in state_dict
+                  if (m := re.fullmatch(r"features\.(\d+)\.weight", k))))
+  names = vgg_model.conv_layer_names(depth)
+  if len(convs) != len(names):
+    raise DataError(f"{source} has {len(convs)} conv layers under features.*, VGG{depth} has "
+                    f"{len(names)}.")
+  layers = {name: {"kernel": np.transpose(state_dict[f"features.{i}.weight"], (2, 3, 1, 0)),
+                   "bias": state_dict[f"features.{i}.bias"]} for name, i in zip(names, convs)}
+  if include_top:
+    # torchvision flattens NCHW (after a 7x7 adaptive pool); the module here flattens NHWC.
+    fc1 = np.asarray(state_dict["classifier.0.weight"])
+    layers["fc1"] = {"kernel": nchw_flatten_to_nhwc(fc1.T, channels=512, height=7, width=7),
+                     "bias": state_dict["classifier.0.bias"]}
+    for name, index in [("fc2", 3), ("predictions", 6)]:
+      layers[name] = {"kernel": np.asarray(state_dict[f"classifier.{index}.weight"]).T,
+                      "bias": state_dict[f"classifier.{index}.bias"]}
+  return params_from_layers(layers, depth, include_top, source=source)
+
+
+def nchw_flatten_to_nhwc(kernel: np.ndarray, *, channels: int, height: int,
+                         width: int) -> np.ndarray:
+  """Reorders the input rows of a dense kernel (in, out) from an NCHW flatten to an NHWC one."""
+  out = kernel.shape[1]
+  return (kernel.reshape(channels, height, width, out).transpose(1, 2, 0, 3)
+          .reshape(channels * height * width, out))
 
 
 def _check_shapes(params: dict, depth: int, include_top: bool, source: str) -> None:
