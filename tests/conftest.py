@@ -47,3 +47,12 @@ def real_weights_dir() -> Path:
   if not root or not (Path(root) / "weights" / name).exists():
     pytest.skip("needs the real weights: set PLAYBOOK_DATA_DIR (CI points it at ../shared/data)")
   return Path(root) / "weights"
+
+
+@pytest.fixture(scope="session")
+def real_cats_dogs_dir() -> Path:
+  """$PLAYBOOK_DATA_DIR/cats_and_dogs; tests that need it skip without it."""
+  root = os.environ.get("PLAYBOOK_DATA_DIR")
+  if not root or not (Path(root) / "cats_and_dogs" / "resized.sha256").exists():
+    pytest.skip("needs the real data: set PLAYBOOK_DATA_DIR (CI points it at ../shared/data)")
+  return Path(root) / "cats_and_dogs"
