@@ -90,3 +90,14 @@ def test_a_state_dict_that_does_not_fit_is_named(lite0):
                                   np.zeros((1, 224, 224, 3), np.float32))
   with pytest.raises(DataError, match="blocks_3"):
     eff_weights.check_matches(variables, reference_tree, "test")
+
+
+@pytest.mark.parametrize("size, kernel, stride", [(9, 3, 1), (10, 5, 2), (9, 3, 2)])
+def test_depthwise_shifted_sum_equals_grouped_conv(size, kernel, stride):
+  x = np.random.default_rng(0).normal(size=(2, size, size, 6)).astype(np.float32)
+  module = eff.DepthwiseConv(kernel, stride)
+  variables = module.init(jax.random.key(0), x)
+  grouped = jax.lax.conv_general_dilated(
+      x, variables["params"]["kernel"], (stride, stride), "SAME",
+      dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=6)
+  np.testing.assert_allclose(module.apply(variables, x), grouped, atol=1e-5)

@@ -90,6 +90,33 @@ def relu6(x):
   return jnp.minimum(nn.relu(x), 6.0)
 
 
+class DepthwiseConv(nn.Module):
+  """A k x k depthwise convolution (TF SAME padding, no bias) as a sum of k*k shifted products.
+
+  Same result as ``nn.Conv(c, (k, k), feature_group_count=c)`` (same kernel, shape (k, k, 1, c)),
+  but XLA's grouped convolution is slow on CPU: on this project's 2-core machine the shifted sum
+  ran 5-40x faster per layer (e.g. 56x56x144, 3x3: 98 ms against 678 ms for a batch of 16).
+  """
+  kernel_size: int
+  stride: int = 1
+
+  @nn.compact
+  def __call__(self, x):
+    k, s = self.kernel_size, self.stride
+    kernel = self.param("kernel", nn.initializers.lecun_normal(), (k, k, 1, x.shape[-1]))
+    _, height, width, _ = x.shape
+    out_h, out_w = -(-height // s), -(-width // s)
+    pad_h, pad_w = max((out_h - 1) * s + k - height, 0), max((out_w - 1) * s + k - width, 0)
+    x = jnp.pad(x, ((0, 0), (pad_h // 2, pad_h - pad_h // 2), (pad_w // 2, pad_w - pad_w // 2),
+                    (0, 0)))
+    out = 0.0
+    for i in range(k):
+      for j in range(k):
+        window = x[:, i:i + (out_h - 1) * s + 1:s, j:j + (out_w - 1) * s + 1:s, :]
+        out = out + window * kernel[i, j, 0]
+    return out
+
+
 class MBConv(nn.Module):
   """Mobile inverted bottleneck: 1x1 expand, kxk depthwise, 1x1 linear projection, residual."""
   stage: Stage
@@ -106,8 +133,7 @@ class MBConv(nn.Module):
     if self.stage.expand != 1:
       x = relu6(bn("bn0")(nn.Conv(hidden, (1, 1), use_bias=False, name="expand_conv")(x)))
     k = self.stage.kernel
-    x = nn.Conv(hidden, (k, k), strides=self.stride, padding="SAME", feature_group_count=hidden,
-                use_bias=False, name="depthwise_conv")(x)
+    x = DepthwiseConv(k, self.stride, name="depthwise_conv")(x)
     x = relu6(bn("bn1")(x))
     x = bn("bn2")(nn.Conv(self.stage.filters_out, (1, 1), use_bias=False, name="project_conv")(x))
     if self.stride == 1 and self.filters_in == self.stage.filters_out:
