@@ -2,33 +2,17 @@
 
 from __future__ import annotations
 
-import hashlib
-from pathlib import Path
-
 import numpy as np
 import pytest
-from PIL import Image
 
+from image_folders import make_cats_dogs
 from playbook.data.image_folder import image_folder_split
 from playbook.data.images import image_batches, read_rgb, resize_center_crop
 from playbook.data.paths import DataError
 
 
-def make_folder(root: Path) -> Path:
-  """cats_and_dogs/{train}/{cats,dogs}/ with 3 tiny JPEGs each, plus resized.sha256."""
-  folder, lines = root / "cats_and_dogs", []
-  for label, name in enumerate(["cats", "dogs"]):
-    for i in (2, 10, 1):
-      path = folder / "train" / name / f"{name[:-1]}.{i}.jpg"
-      path.parent.mkdir(parents=True, exist_ok=True)
-      Image.fromarray(np.full((20, 30, 3), (20 * i + 100 * label) % 256, np.uint8)).save(path)
-      lines.append(f"{hashlib.sha256(path.read_bytes()).hexdigest()}  {path.relative_to(folder)}")
-  (folder / "resized.sha256").write_text("\n".join(lines) + "\n")
-  return folder
-
-
 def test_folder_lists_classes_in_order_with_labels(tmp_path):
-  make_folder(tmp_path)
+  make_cats_dogs(tmp_path)
   split = image_folder_split("train", tmp_path)
   assert split.class_names == ["cats", "dogs"]
   assert [p.name for p in split.paths[:3]] == ["cat.1.jpg", "cat.2.jpg", "cat.10.jpg"]
@@ -36,7 +20,7 @@ def test_folder_lists_classes_in_order_with_labels(tmp_path):
 
 
 def test_changed_or_extra_file_is_refused(tmp_path):
-  folder = make_folder(tmp_path)
+  folder = make_cats_dogs(tmp_path)
   (folder / "train" / "dogs" / "dog.2.jpg").write_bytes(b"changed")
   with pytest.raises(DataError, match="dog.2.jpg is corrupt"):
     image_folder_split("train", tmp_path)
@@ -59,7 +43,7 @@ def test_resize_center_crop_keeps_the_middle():
 
 
 def test_batches_keep_order_and_size(tmp_path):
-  folder = make_folder(tmp_path)
+  folder = make_cats_dogs(tmp_path)
   split = image_folder_split("train", tmp_path)
   batches = list(image_batches(split.paths, 8, batch_size=4, prefetch=1))
   assert [b.shape for b in batches] == [(4, 8, 8, 3), (2, 8, 8, 3)]

@@ -63,12 +63,14 @@ class VGG(nn.Module):
   depth: int = 16
   include_top: bool = False
   num_classes: int = 1000
-  pooling: str | None = None  # Without the top: None (feature map), "avg" or "max" (a vector).
+  # Without the top: None (feature map), "avg", "max" or "avgmax" (both, concatenated).
+  pooling: str | None = None
 
   @nn.compact
-  def __call__(self, x: jnp.ndarray, outputs: Sequence[str] | None = None):
-    if self.pooling not in (None, "avg", "max"):
-      raise ValueError(f"pooling must be None, 'avg' or 'max', got {self.pooling!r}.")
+  def __call__(self, x: jnp.ndarray, outputs: Sequence[str] | None = None, train: bool = False):
+    del train  # VGG has no dropout or BatchNorm here; accepted so every backbone is called alike.
+    if self.pooling not in (None, "avg", "max", "avgmax"):
+      raise ValueError(f"pooling must be None, 'avg', 'max' or 'avgmax', got {self.pooling!r}.")
     wanted = self._check_outputs(outputs)
     found = {}
 
@@ -103,6 +105,8 @@ class VGG(nn.Module):
       x = x.mean(axis=(1, 2))
     elif self.pooling == "max":
       x = x.max(axis=(1, 2))
+    elif self.pooling == "avgmax":
+      x = jnp.concatenate([x.mean(axis=(1, 2)), x.max(axis=(1, 2))], axis=-1)
     return x
 
   def _check_outputs(self, outputs) -> set[str] | None:
