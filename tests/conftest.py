@@ -37,3 +37,22 @@ def real_data_dir() -> Path:
   if not root or not (Path(root) / "mnist" / "t10k-labels-idx1-ubyte.gz").exists():
     pytest.skip("needs the real data: set PLAYBOOK_DATA_DIR (CI points it at ../shared/data)")
   return Path(root)
+
+
+@pytest.fixture(scope="session")
+def real_weights_dir() -> Path:
+  """$PLAYBOOK_DATA_DIR/weights with the real VGG16 base; tests that need it skip without it."""
+  root = os.environ.get("PLAYBOOK_DATA_DIR")
+  name = "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
+  if not root or not (Path(root) / "weights" / name).exists():
+    pytest.skip("needs the real weights: set PLAYBOOK_DATA_DIR (CI points it at ../shared/data)")
+  return Path(root) / "weights"
+
+
+@pytest.fixture(scope="session")
+def real_cats_dogs_dir() -> Path:
+  """$PLAYBOOK_DATA_DIR/cats_and_dogs; tests that need it skip without it."""
+  root = os.environ.get("PLAYBOOK_DATA_DIR")
+  if not root or not (Path(root) / "cats_and_dogs" / "resized.sha256").exists():
+    pytest.skip("needs the real data: set PLAYBOOK_DATA_DIR (CI points it at ../shared/data)")
+  return Path(root) / "cats_and_dogs"

@@ -1,0 +1,58 @@
+"""Image files decoded on the host: one image to RGB, resize + centre crop, batches with a bounded
+prefetch (a thread pool decodes the next batches while the device works on the current one)."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import os
+from collections import deque
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from playbook.data.paths import DataError
+
+
+def read_rgb(path: str | os.PathLike) -> np.ndarray:
+  """The image at ``path`` as uint8 RGB (H, W, 3); ``DataError`` if it cannot be decoded."""
+  try:
+    with Image.open(path) as image:
+      return np.asarray(image.convert("RGB"))
+  except FileNotFoundError as e:
+    raise DataError(f"Image {path} does not exist.") from e
+  except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+    raise DataError(f"Image {path} cannot be decoded ({type(e).__name__}: {e}); it is not a "
+                    "readable JPEG/PNG/... file. Replace or remove it.") from e
+
+
+def resize_center_crop(rgb: np.ndarray, size: int) -> np.ndarray:
+  """Scales the shorter side to ``size`` (bicubic) and crops the centre ``size`` x ``size``."""
+  image = Image.fromarray(np.asarray(rgb, np.uint8))
+  width, height = image.size
+  scale = size / min(width, height)
+  image = image.resize((max(size, round(width * scale)), max(size, round(height * scale))),
+                       Image.BICUBIC)
+  width, height = image.size
+  left, top = (width - size) // 2, (height - size) // 2
+  return np.asarray(image.crop((left, top, left + size, top + size)))
+
+
+def load_image(path: str | os.PathLike, size: int) -> np.ndarray:
+  return resize_center_crop(read_rgb(path), size)
+
+
+def image_batches(paths: Sequence[Path], size: int, batch_size: int, *, prefetch: int = 2,
+                  workers: int = 2) -> Iterator[np.ndarray]:
+  """uint8 batches (B, size, size, 3) of ``paths`` in order; at most ``prefetch`` batches are
+  decoded ahead, so memory stays bounded whatever the number of images."""
+  starts = range(0, len(paths), batch_size)
+  with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+    pending: deque = deque()
+    for start in starts:
+      pending.append([pool.submit(load_image, p, size) for p in paths[start:start + batch_size]])
+      if len(pending) > prefetch:
+        yield np.stack([f.result() for f in pending.popleft()])
+    while pending:
+      yield np.stack([f.result() for f in pending.popleft()])
