@@ -24,6 +24,7 @@ import numpy as np
 import optax
 
 from playbook import colors, images, plots
+from playbook.data.paths import DataError
 from playbook.models import vgg
 from playbook.style import StyleObjective
 from playbook.train import NonFiniteLossError
@@ -211,11 +212,15 @@ def stylize(config: ml_collections.ConfigDict, params, content: np.ndarray, styl
 def load_backbone_params(config: ml_collections.ConfigDict):
   """The frozen backbone's ImageNet weights (a DataError says where they were looked for)."""
   from playbook.weights import load_vgg  # h5py is only needed here.
+  from playbook.weights.vgg import keras_filename
   depth = config.backbone.depth
   path = None
-  if config.data.dir:
-    from playbook.weights.vgg import keras_filename
+  if config.data.dir:  # An explicit data folder: look there only.
     path = Path(config.data.dir).expanduser() / "weights" / keras_filename(depth, False)
+    if not path.is_file():
+      raise DataError(f"Missing backbone weights {path}. Put Keras's "
+                      f"{keras_filename(depth, False)} there (see weights/SOURCE.md in the data "
+                      "folder), or point --data_dir at a folder that has it.")
   return load_vgg(depth, expected_sha256=config.backbone.expected_sha256 or None, path=path)
 
 
