@@ -127,9 +127,13 @@ def main():
   parser.add_argument("--sizes", default="256,512")
   parser.add_argument("--repeats", type=int, default=5)
   parser.add_argument("--steps", type=int, default=5, help="Iterations per timed repeat.")
+  parser.add_argument("--torch_threads", type=int, default=0,
+                      help="torch.set_num_threads for the peer (0: PyTorch's default).")
   parser.add_argument("--out", default=str(RESULTS))
   args = parser.parse_args()
   import torch
+  if args.torch_threads:
+    torch.set_num_threads(args.torch_threads)
 
   config = stylize.default_config()
   config.optim.name = "adam"
