@@ -1,0 +1,179 @@
+"""Style-transfer step speed: the jitted JAX/optax step against a PyTorch peer, same run.
+
+    PLAYBOOK_DATA_DIR=/path/to/data python -m benchmarks.style_speed [--sizes=256,512] [--repeats=5]
+
+One iteration = the total loss (content + Gram style + TV on VGG16 activations), its gradient
+with respect to the image, and an Adam update of the image: what ``playbook.stylize`` does per
+Adam step. The PyTorch peer computes the same losses on the same network with the same ImageNet
+weights (read once by ``playbook.weights.load_vgg`` and copied into ``torch.nn.Conv2d``), the
+backbone frozen (``requires_grad=False``), both networks truncated after the deepest layer used
+(block5_conv1). The two sides are timed alternately, several repeats, and the JSON in
+``benchmarks/results/style_speed.json`` reports iterations/s per repeat and the median ratio.
+Before timing, both sides' losses at the same image are compared (relative difference).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from playbook import images, rundir, stylize
+from playbook.models import vgg
+
+RESULTS = Path(__file__).resolve().parent / "results" / "style_speed.json"
+
+
+# ---------------------------------------------------------------------------- the PyTorch peer
+def torch_peer(params: dict, config, content_bgr: np.ndarray, style_bgr: np.ndarray):
+  """(step, loss_at) for the same objective in PyTorch: step() does one Adam iteration."""
+  import torch
+  import torch.nn.functional as F
+
+  layers = sorted(set(config.loss.content_layers) | set(config.loss.style_layers))
+  deepest = max(vgg.conv_layer_names(16).index(n) for n in layers)
+  convs = []
+  for name in vgg.conv_layer_names(16)[:deepest + 1]:
+    kernel = np.asarray(params[name]["kernel"]).transpose(3, 2, 0, 1)  # HWIO -> OIHW.
+    conv = torch.nn.Conv2d(kernel.shape[1], kernel.shape[0], 3, padding=1)
+    conv.weight.data = torch.from_numpy(np.ascontiguousarray(kernel))
+    conv.bias.data = torch.from_numpy(np.asarray(params[name]["bias"]))
+    conv.requires_grad_(False)
+    convs.append((name, conv))
+
+  def features(x):
+    out = {}
+    for name, conv in convs:
+      if name.endswith("_conv1") and not name.startswith("block1"):
+        x = F.max_pool2d(x, 2, 2)
+      x = F.relu(conv(x))
+      if name in layers:
+        out[name] = x
+    return out
+
+  def gram(f):
+    n, c, h, w = f.shape
+    flat = f.reshape(n, c, h * w)
+    return flat @ flat.transpose(1, 2) / (c * h * w)
+
+  to_nchw = lambda a: torch.from_numpy(np.ascontiguousarray(a.transpose(0, 3, 1, 2)))  # noqa: E731
+  with torch.no_grad():
+    content_t = {k: v for k, v in features(to_nchw(content_bgr)).items()
+                 if k in config.loss.content_layers}
+    style_t = {k: gram(v) for k, v in features(to_nchw(style_bgr)).items()
+               if k in config.loss.style_layers}
+  loss_cfg = config.loss
+
+  def loss_at(x):
+    feats = features(x)
+    content = sum(w * torch.mean((feats[k] - content_t[k]) ** 2)
+                  for k, w in loss_cfg.content_layers.items())
+    style = sum(w * torch.mean((gram(feats[k]) - style_t[k]) ** 2)
+                for k, w in loss_cfg.style_layers.items())
+    tv = (torch.mean((x[:, :, 1:] - x[:, :, :-1]) ** 2)
+          + torch.mean((x[:, :, :, 1:] - x[:, :, :, :-1]) ** 2))
+    return (loss_cfg.content_weight * content + loss_cfg.style_weight * style
+            + loss_cfg.tv_weight * tv)
+
+  image = to_nchw(content_bgr).clone().requires_grad_(True)
+  optimizer = torch.optim.Adam([image], lr=config.optim.learning_rate)
+
+  def step():
+    optimizer.zero_grad(set_to_none=True)
+    loss = loss_at(image)
+    loss.backward()
+    optimizer.step()
+    return loss
+
+  return step, lambda x: float(loss_at(to_nchw(x)))
+
+
+# ---------------------------------------------------------------------------- the JAX side
+def jax_side(params: dict, config, content_bgr: np.ndarray, style_bgr: np.ndarray):
+  objective = stylize.make_objective(config)
+  optimizer = stylize.make_optimizer(config.optim)
+  step_fn = stylize.make_step(objective, optimizer, lbfgs=False)
+  params = jax.device_put(params)
+  targets = jax.jit(objective.targets)(params, jnp.asarray(content_bgr), jnp.asarray(style_bgr))
+  state = {"image": jnp.array(content_bgr)}
+  state["opt"] = jax.tree.map(jnp.copy, optimizer.init(state["image"]))
+
+  def step():
+    state["image"], state["opt"], loss = step_fn(state["image"], state["opt"], params, targets)
+    return loss
+
+  loss_at = jax.jit(objective)
+  return step, lambda x: float(loss_at(params, jnp.asarray(x), targets))
+
+
+def iterations_per_second(step, n: int, block) -> float:
+  start = time.perf_counter()
+  for _ in range(n):
+    out = step()
+  block(out)
+  return n / (time.perf_counter() - start)
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--sizes", default="256,512")
+  parser.add_argument("--repeats", type=int, default=5)
+  parser.add_argument("--steps", type=int, default=5, help="Iterations per timed repeat.")
+  parser.add_argument("--torch_threads", type=int, default=0,
+                      help="torch.set_num_threads for the peer (0: PyTorch's default).")
+  parser.add_argument("--out", default=str(RESULTS))
+  args = parser.parse_args()
+  import torch
+  if args.torch_threads:
+    torch.set_num_threads(args.torch_threads)
+
+  config = stylize.default_config()
+  config.optim.name = "adam"
+  params = stylize.load_backbone_params(config)
+  data = Path(os.environ["PLAYBOOK_DATA_DIR"]) / "style"
+  content = images.load_image(data / "tubingen.jpg")
+  style = images.load_image(data / "starry_night.jpg")
+  rows = []
+  for size in (int(s) for s in args.sizes.split(",")):
+    content_bgr = np.asarray(vgg.preprocess(images.resize(content, size)[None]))
+    style_bgr = np.asarray(vgg.preprocess(images.resize(style, size)[None]))
+    jax_step, jax_loss = jax_side(params, config, content_bgr, style_bgr)
+    torch_step, torch_loss = torch_peer(params, config, content_bgr, style_bgr)
+    probe = content_bgr + np.random.default_rng(0).normal(0, 10, content_bgr.shape)
+    probe = probe.astype(np.float32)
+    loss_jax, loss_torch = jax_loss(probe), torch_loss(probe)
+    jax_step().block_until_ready()  # Compile, and one warm step each.
+    torch_step()
+    jax_ips, torch_ips = [], []
+    for _ in range(args.repeats):  # Alternate the two sides: both see the same machine load.
+      jax_ips.append(iterations_per_second(jax_step, args.steps, lambda o: o.block_until_ready()))
+      torch_ips.append(iterations_per_second(torch_step, args.steps, lambda o: None))
+    ratios = [j / t for j, t in zip(jax_ips, torch_ips)]
+    row = {"size": list(content_bgr.shape[1:3]), "jax_it_per_s": jax_ips,
+           "torch_it_per_s": torch_ips, "ratio_per_repeat": ratios,
+           "median_ratio": statistics.median(ratios),
+           "loss_rel_diff": abs(loss_jax - loss_torch) / abs(loss_torch)}
+    rows.append(row)
+    print(f"{size:4d} px {tuple(row['size'])}: JAX {statistics.median(jax_ips):.2f} it/s, "
+          f"PyTorch {statistics.median(torch_ips):.2f} it/s, median ratio "
+          f"{row['median_ratio']:.2f}x (loss rel. diff {row['loss_rel_diff']:.1e})")
+  results = {"benchmark": "style_speed", "bar": ">= 1.3x the PyTorch peer",
+             "iteration": "loss + image gradient + Adam update, VGG16 to block5_conv1",
+             "rows": rows, "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
+             "xla_flags": os.environ.get("XLA_FLAGS", ""), "environment": rundir.environment()}
+  out = Path(args.out)
+  out.parent.mkdir(parents=True, exist_ok=True)
+  out.write_text(json.dumps(results, indent=2) + "\n")
+  print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+  main()

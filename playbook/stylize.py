@@ -1,0 +1,264 @@
+"""Style transfer as optimisation over the pixels: the image is the only optimised pytree.
+
+Shared by ``launch/stylize.py`` (the command line) and ``experiments/style_transfer.py`` (the
+``launch.main`` route): ``default_config()`` holds every number, ``stylize()`` runs the schedule.
+
+Coarse to fine (``config.sizes``, e.g. 256 -> 512): each scale optimises the image at that size,
+starting from the previous scale's result upsampled (the first from the content, the style or
+noise), with the content and style targets recomputed at that size. The optimiser is optax
+``adam`` or ``lbfgs`` with its zoom line search (which re-uses the line search's last value and
+gradient through ``optax.value_and_grad_from_state``); one step is jitted once per scale.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+
+from playbook import colors, images, plots
+from playbook.data.paths import DataError
+from playbook.models import vgg
+from playbook.style import StyleObjective
+from playbook.train import NonFiniteLossError
+from playbook.train.progress import progress_bar
+
+# VGG16's layers used by Gatys et al. (who used VGG19: conv4_2 for content, conv{1..5}_1 for style).
+CONTENT_LAYERS = {"block4_conv2": 1.0}
+STYLE_LAYERS = {f"block{b}_conv1": 0.2 for b in range(1, 6)}
+
+
+def default_config() -> ml_collections.ConfigDict:
+  config = ml_collections.ConfigDict()
+  config.study = "style_transfer"
+  config.seed = 0
+  config.progress = True
+
+  config.data = ml_collections.ConfigDict()
+  config.data.dir = ""  # Empty: $PLAYBOOK_DATA_DIR. Relative image paths are read from here.
+  config.content = "style/tubingen.jpg"
+  config.style = "style/starry_night.jpg"
+
+  config.backbone = ml_collections.ConfigDict()
+  config.backbone.depth = 16        # 16 (weights staged) or 19 (when you have its weights).
+  # VGG19's weights have no reference hash here: give the tensor sha256 of a copy you trust.
+  config.backbone.expected_sha256 = ""
+
+  config.sizes = (512,)             # Longer image side per scale, coarse to fine.
+  config.steps = (300,)             # Optimiser steps per scale (one number per size).
+  config.style_scale = 1.0          # Style image's longer side = style_scale * size.
+  config.init = "content"           # 'content', 'style' or 'noise'.
+  config.init_noise_std = 20.0      # Pixel units (0..255) of the 'noise' init.
+
+  config.loss = ml_collections.ConfigDict()
+  config.loss.content_layers = dict(CONTENT_LAYERS)  # layer -> weight within the content term.
+  config.loss.style_layers = dict(STYLE_LAYERS)      # layer -> weight within the style term.
+  config.loss.content_weight = 5.0
+  config.loss.style_weight = 100.0  # The content/style ratio is content_weight / style_weight.
+  config.loss.tv_weight = 1e-3
+
+  config.optim = ml_collections.ConfigDict()
+  config.optim.name = "lbfgs"       # 'lbfgs' or 'adam'.
+  config.optim.learning_rate = 10.0  # Adam's step in pixel units.
+  config.optim.memory_size = 10     # L-BFGS history.
+  config.optim.max_linesearch_steps = 20
+
+  config.colors = ""                # '', 'luminance' (YIQ, after) or 'histogram' (style, before).
+  config.gif_every = 0              # Record a GIF frame every this many steps; 0 = no GIF.
+  return config
+
+
+def quick(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """The ':quick' variant: the same schedule at thumbnail size, a few steps per scale."""
+  config.sizes = (48, 64)
+  config.steps = (5, 5)
+  config.gif_every = 2
+  return config
+
+
+def check_config(config: ml_collections.ConfigDict) -> None:
+  if len(config.sizes) != len(config.steps):
+    raise ValueError(f"config.sizes {tuple(config.sizes)} and config.steps "
+                     f"{tuple(config.steps)} need one entry per scale.")
+  if config.init not in ("content", "style", "noise"):
+    raise ValueError(f"config.init={config.init!r}: use 'content', 'style' or 'noise'.")
+  if config.optim.name not in ("adam", "lbfgs"):
+    raise ValueError(f"config.optim.name={config.optim.name!r}: use 'adam' or 'lbfgs'.")
+  if config.colors not in ("", "luminance", "histogram"):
+    raise ValueError(f"config.colors={config.colors!r}: use '', 'luminance' or 'histogram'.")
+
+
+def make_objective(config: ml_collections.ConfigDict) -> StyleObjective:
+  return StyleObjective(
+      backbone=vgg.VGG(depth=config.backbone.depth, include_top=False),
+      content_layers=dict(config.loss.content_layers), style_layers=dict(config.loss.style_layers),
+      content_weight=config.loss.content_weight, style_weight=config.loss.style_weight,
+      tv_weight=config.loss.tv_weight)
+
+
+def make_optimizer(optim: ml_collections.ConfigDict) -> optax.GradientTransformation:
+  if optim.name == "adam":
+    return optax.adam(optim.learning_rate)
+  return optax.lbfgs(memory_size=optim.memory_size,
+                     linesearch=optax.scale_by_zoom_linesearch(
+                         max_linesearch_steps=optim.max_linesearch_steps))
+
+
+def make_step(objective: Callable, optimizer: optax.GradientTransformation, lbfgs: bool):
+  """step(image, opt_state, params, targets) -> (image, opt_state, loss before the step), jitted.
+
+  The image and the optimiser state are donated: each step updates them in place.
+  """
+  def step(image, opt_state, params, targets):
+    value_fn = lambda x: objective(params, x, targets)  # noqa: E731
+    if lbfgs:
+      # The zoom line search already evaluated the new point: re-use its value and gradient.
+      value, grad = optax.value_and_grad_from_state(value_fn)(image, state=opt_state)
+      updates, opt_state = optimizer.update(grad, opt_state, image, value=value, grad=grad,
+                                            value_fn=value_fn)
+    else:
+      value, grad = jax.value_and_grad(value_fn)(image)
+      updates, opt_state = optimizer.update(grad, opt_state, image)
+    return optax.apply_updates(image, updates), opt_state, value
+
+  return jax.jit(step, donate_argnums=(0, 1))
+
+
+@dataclasses.dataclass
+class StylizeResult:
+  image: np.ndarray               # (H, W, 3) RGB in 0..255 (colours preserved if asked).
+  history: list[dict]             # One row per step: scale, step, size, loss before the step.
+  parts: dict[str, float]         # The final image's weighted loss terms (before clipping).
+  frames: list[np.ndarray]        # GIF frames (RGB 0..255), every config.gif_every steps.
+  seconds: float                  # Wall time of the optimisation (compilation included).
+
+
+def _preprocess(rgb: np.ndarray) -> jax.Array:
+  return jnp.asarray(vgg.preprocess(jnp.asarray(rgb[None], jnp.float32)))
+
+
+def _deprocess(x: jax.Array) -> np.ndarray:
+  return np.clip(np.asarray(vgg.deprocess(x))[0], 0, 255)
+
+
+def initial_image(config, content: np.ndarray, style: np.ndarray) -> np.ndarray:
+  """The first scale's start in RGB 0..255, content-sized: content, style or noise (seeded)."""
+  h, w = content.shape[:2]
+  if config.init == "content":
+    return content
+  if config.init == "style":
+    return images.resize_to(style, h, w)
+  noise = jax.random.normal(jax.random.PRNGKey(config.seed), content.shape, jnp.float32)
+  mean_rgb = np.asarray(vgg.deprocess(jnp.zeros((1, 1, 1, 3))))[0, 0, 0]  # The weights' mean.
+  return np.asarray(mean_rgb + config.init_noise_std * noise, np.float32)
+
+
+def stylize(config: ml_collections.ConfigDict, params, content: np.ndarray, style: np.ndarray,
+            *, desc: str = "stylize") -> StylizeResult:
+  """Runs the coarse-to-fine schedule of ``config`` from full-size RGB content and style images."""
+  check_config(config)
+  start = time.perf_counter()
+  objective = make_objective(config)
+  optimizer = make_optimizer(config.optim)
+  step_fn = make_step(objective, optimizer, lbfgs=config.optim.name == "lbfgs")
+  parts_fn = jax.jit(objective.parts)
+  if config.colors == "histogram":
+    style = colors.match_color_statistics(style, content)
+
+  history, frames, image_rgb = [], [], None
+  bar = progress_bar(sum(config.steps), 0, enabled=config.progress, desc=desc)
+  global_step = 0
+  for scale, (size, num_steps) in enumerate(zip(config.sizes, config.steps)):
+    content_s = images.resize(content, size)
+    style_s = images.resize(style, max(16, round(size * config.style_scale)))
+    h, w = content_s.shape[:2]
+    start_rgb = (initial_image(config, content_s, style_s) if image_rgb is None
+                 else images.resize_to(image_rgb, h, w))
+    targets = jax.jit(objective.targets)(params, _preprocess(content_s), _preprocess(style_s))
+    image = _preprocess(start_rgb)
+    # Fresh buffers: init may alias leaves (zeros, the image itself), and the step donates them.
+    opt_state = jax.tree.map(jnp.copy, optimizer.init(image))
+    for _ in range(num_steps):
+      if config.gif_every and global_step % config.gif_every == 0:
+        frames.append(_deprocess(image))
+      image, opt_state, loss = step_fn(image, opt_state, params, targets)
+      loss = float(loss)
+      if not np.isfinite(loss):
+        raise NonFiniteLossError(
+            f"Style loss became {loss} at step {global_step} (size {size}). Lower "
+            "optim.learning_rate (adam) or the loss weights, or use optim.name='lbfgs'.")
+      history.append({"scale": scale, "size": size, "step": global_step, "loss": loss})
+      global_step += 1
+      bar.update(1)
+      bar.set_postfix(size=size, loss=f"{loss:.4g}")
+    image_rgb = _deprocess(image)
+  bar.close()
+  parts = {k: float(v) for k, v in parts_fn(params, image, targets).items()}
+  if config.gif_every:
+    frames.append(image_rgb)
+  if config.colors == "luminance":
+    image_rgb = colors.luminance_transfer(image_rgb, images.resize(content, config.sizes[-1]))
+  return StylizeResult(image=image_rgb, history=history, parts=parts, frames=frames,
+                       seconds=time.perf_counter() - start)
+
+
+def load_backbone_params(config: ml_collections.ConfigDict):
+  """The frozen backbone's ImageNet weights (a DataError says where they were looked for)."""
+  from playbook.weights import load_vgg  # h5py is only needed here.
+  from playbook.weights.vgg import keras_filename
+  depth = config.backbone.depth
+  path = None
+  if config.data.dir:  # An explicit data folder: look there only.
+    path = Path(config.data.dir).expanduser() / "weights" / keras_filename(depth, False)
+    if not path.is_file():
+      raise DataError(f"Missing backbone weights {path}. Put Keras's "
+                      f"{keras_filename(depth, False)} there (see weights/SOURCE.md in the data "
+                      "folder), or point --data_dir at a folder that has it.")
+  return load_vgg(depth, expected_sha256=config.backbone.expected_sha256 or None, path=path)
+
+
+def stylize_files(config: ml_collections.ConfigDict, content_path, style_path, *,
+                  desc: str = "stylize") -> tuple[StylizeResult, np.ndarray, np.ndarray]:
+  """Reads both images and the weights (clear errors first, before any compilation), stylizes."""
+  content = images.load_image(content_path, what="content image")
+  style = images.load_image(style_path, what="style image")
+  check_config(config)
+  params = load_backbone_params(config)
+  return stylize(config, params, content, style, desc=desc), content, style
+
+
+def save_outputs(result: StylizeResult, content: np.ndarray, style: np.ndarray, *,
+                 image_path, figure_path=None, gif_path=None, loss_path=None) -> dict[str, str]:
+  """The result image, the content | style | result figure, the GIF and the loss curve."""
+  h, w = result.image.shape[:2]
+  written = {"image": str(images.save_image(result.image, image_path))}
+  if figure_path:
+    written["figure"] = str(images.side_by_side(
+        {"content": images.resize_to(content, h, w), "style": images.resize(style, max(h, w)),
+         "result": result.image}, figure_path))
+  if gif_path:
+    written["gif"] = str(images.save_gif(result.frames, gif_path))
+  if loss_path:
+    written["loss_curve"] = str(plot_loss(result.history, loss_path))
+  return written
+
+
+def plot_loss(history: list[dict], path) -> Path:
+  import matplotlib.pyplot as plt
+  fig, ax = plt.subplots(figsize=(6, 3.5))
+  for scale in sorted({row["scale"] for row in history}):
+    rows = [row for row in history if row["scale"] == scale]
+    ax.plot([r["step"] for r in rows], [r["loss"] for r in rows], label=f"{rows[0]['size']} px")
+  ax.set_yscale("log")
+  ax.set_xlabel("step")
+  ax.set_ylabel("total loss")
+  ax.grid(alpha=0.3)
+  ax.legend()
+  return plots.save(fig, Path(path))
