@@ -33,8 +33,10 @@ def export(exportable: Exportable, path: str | Path) -> Path:
   import jax2onnx
   import onnx
 
-  inputs = [jax.ShapeDtypeStruct(jax.export.symbolic_shape(",".join(map(str, s.symbolic("B")))),
-                                 s.dtype) for s in exportable.inputs]
+  scope = jax.export.SymbolicScope()  # One scope: every input's "B" is the same batch size.
+  inputs = [jax.ShapeDtypeStruct(
+      jax.export.symbolic_shape(",".join(map(str, s.symbolic("B"))), scope=scope), s.dtype)
+      for s in exportable.inputs]
   try:
     model = jax2onnx.to_onnx(exportable.fn, inputs, model_name=exportable.name, opset=OPSET,
                              input_names=[s.name for s in exportable.inputs],

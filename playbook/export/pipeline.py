@@ -8,7 +8,7 @@ from pathlib import Path
 from playbook.export import onnx, parity, report, saved_model, tflite
 from playbook.export.adapters import adapter_for
 from playbook.export.exportable import ExportError, Exportable
-from playbook.export.restore import read_config
+from playbook.export.restore import best_checkpoint_step, read_config
 
 FORMATS = ("saved_model", "tflite", "onnx")
 # Every export's file name under DIR/export/, by report key.
@@ -35,16 +35,27 @@ def check_choices(formats, quantize) -> None:
       raise ExportError(f"Unknown {name} {unknown}; known: {', '.join(known)}.")
 
 
+def refuse_what_cannot_be_held(exportable: Exportable, formats, quantize) -> None:
+  """Before any work: an export the model's adapter cannot provide for."""
+  if "tflite" in formats and "int8" in quantize and exportable.representative is None:
+    raise ExportError(f"Full-int8 TFLite needs a representative data set to calibrate the "
+                      f"activations, and the {exportable.name} adapter gives none: use "
+                      "--quantize=none,dynamic for it.")
+
+
 def load_exportable(workdir: str | Path, *, seed_index: int = 0,
                     data_dir: str | None = None) -> Exportable:
   config = read_config(workdir)
-  return adapter_for(config)(config, workdir, seed_index=seed_index, data_dir=data_dir)
+  adapter = adapter_for(config)
+  best_checkpoint_step(workdir)  # Fail before any data is read.
+  return adapter(config, workdir, seed_index=seed_index, data_dir=data_dir)
 
 
 def export_exportable(exportable: Exportable, out_dir: str | Path, *,
                       formats=FORMATS, quantize=("none",), log=print) -> dict:
   """Writes each format into ``out_dir``, checks it against JAX, writes ``report.json``."""
   check_choices(formats, quantize)
+  refuse_what_cannot_be_held(exportable, formats, quantize)
   out_dir = Path(out_dir)
   out_dir.mkdir(parents=True, exist_ok=True)
   reference_predict = parity.jax_predict(exportable)

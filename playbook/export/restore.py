@@ -28,6 +28,18 @@ def read_config(workdir: str | Path) -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict(json.loads(path.read_text()))
 
 
+def best_checkpoint_step(workdir: str | Path) -> int:
+  """The step of ``DIR/checkpoints/best``, or an error saying there is none."""
+  directory = Path(workdir).absolute() / "checkpoints" / "best"
+  steps = sorted(int(p.name) for p in directory.glob("*") if p.name.isdigit()) \
+      if directory.is_dir() else []
+  if not steps:
+    raise ExportError(f"No best checkpoint in {directory}: the run has not finished an epoch yet "
+                      "(fit saves 'best' after each epoch whose validation metric improved). "
+                      "Train it first, or pass the workdir of a finished run.")
+  return steps[-1]
+
+
 def restore_best(workdir: str | Path, abstract_variables: dict, *, num_seeds: int = 1,
                  seed_index: int = 0) -> tuple[dict, dict]:
   """(variables, meta) of the best checkpoint: ``{'params': ..., **model_state}`` as numpy.
@@ -35,16 +47,11 @@ def restore_best(workdir: str | Path, abstract_variables: dict, *, num_seeds: in
   ``abstract_variables`` is ``jax.eval_shape`` of the model's ``init`` (one seed); a run of
   ``num_seeds`` seeds stored them stacked, and ``seed_index`` picks one.
   """
-  directory = Path(workdir).absolute() / "checkpoints" / "best"
   if not 0 <= seed_index < num_seeds:
     raise ExportError(f"seed_index={seed_index}, but the run trained {num_seeds} seed(s): use "
                       f"0..{num_seeds - 1}.")
-  steps = sorted(int(p.name) for p in directory.glob("*") if p.name.isdigit()) \
-      if directory.is_dir() else []
-  if not steps:
-    raise ExportError(f"No best checkpoint in {directory}: the run has not finished an epoch yet "
-                      "(fit saves 'best' after each epoch whose validation metric improved). "
-                      "Train it first, or pass the workdir of a finished run.")
+  step = best_checkpoint_step(workdir)
+  directory = Path(workdir).absolute() / "checkpoints" / "best"
   params = abstract_variables["params"]
   model_state = {k: v for k, v in abstract_variables.items() if k != "params"}
   stacked = lambda a: jax.ShapeDtypeStruct(((num_seeds,) if num_seeds > 1 else ()) + a.shape,
@@ -55,12 +62,12 @@ def restore_best(workdir: str | Path, abstract_variables: dict, *, num_seeds: in
   options = ocp.CheckpointManagerOptions(create=False)
   with ocp.CheckpointManager(directory, options=options, item_names=("state", "meta")) as manager:
     try:
-      restored = manager.restore(steps[-1], args=ocp.args.Composite(
+      restored = manager.restore(step, args=ocp.args.Composite(
           state=ocp.args.PyTreeRestore(item=like, restore_args=restore_args,
                                        partial_restore=True),
           meta=ocp.args.JsonRestore()))
     except (ValueError, KeyError, FileNotFoundError) as e:
-      raise ExportError(f"The best checkpoint {directory / str(steps[-1])} does not hold the "
+      raise ExportError(f"The best checkpoint {directory / str(step)} does not hold the "
                         f"model its config.json describes ({type(e).__name__}: {e}).") from e
   state: dict[str, Any] = jax.tree.map(jax.device_get, restored.state)
   if num_seeds > 1:

@@ -22,9 +22,7 @@ def export(exportable: Exportable, saved_model_dir: str | Path, path: str | Path
   if quantize not in QUANTIZATIONS:
     raise ExportError(f"Unknown TFLite quantization {quantize!r}; known: {QUANTIZATIONS}.")
   if quantize == "int8" and exportable.representative is None:
-    raise ExportError(f"Full-int8 TFLite needs a representative data set to calibrate the "
-                      f"activations, and the {exportable.name} adapter gives none: use "
-                      "--quantize=none,dynamic for it.")
+    raise ExportError(f"Full-int8 TFLite of {exportable.name} needs a representative data set.")
   tf = tensorflow()
   converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model_dir))
   if quantize != "none":
