@@ -58,6 +58,10 @@ def classifier_exportable(*, name: str, model, variables: dict, preprocess,
   def fn(images):
     return (model.apply(variables, preprocess(images), train=False),)
 
+  def fn64(images):  # Float64 from the standardised pixels on (every runtime standardises in f32).
+    variables64 = jax.tree.map(lambda a: jnp.asarray(a, jnp.float64), variables)
+    return (model.apply(variables64, preprocess(images).astype(jnp.float64), train=False),)
+
   test_x = data.test.x.astype(np.float32)
   train_x = data.train.x
   calibration = np.random.default_rng(seed).choice(len(train_x), num_calibration, replace=False)
@@ -70,7 +74,7 @@ def classifier_exportable(*, name: str, model, variables: dict, preprocess,
       name=name, fn=fn, inputs=(TensorSpec("images", (None, *test_x.shape[1:])),),
       outputs=("logits",), parity_inputs=(test_x[:parity_batch],),
       accuracy=lambda predict: classification_accuracy(predict, test_x, data.test.y),
-      num_test=len(test_x), representative=representative, description=description)
+      num_test=len(test_x), representative=representative, description=description, fn64=fn64)
 
 
 def image_classifier(config: ml_collections.ConfigDict, workdir: str | Path, *,

@@ -48,6 +48,9 @@ class Exportable:
   accuracy: ``accuracy(predict) -> float`` on the full test set through any runtime's predict.
   representative: yields calibration batches (lists of arrays in ``inputs`` order) drawn from the
     training data, for full-int8 TFLite; None when the family has none (then int8 is refused).
+  fn64: optional, ``fn`` computed in float64 (run under ``jax.enable_x64``): the truth every
+    float32 runtime, JAX's included, rounds away from. It tells a runtime that differs from JAX
+    by float32 rounding (both equally far from float64) from one that computes something else.
   """
   name: str
   fn: Callable[..., tuple]
@@ -58,6 +61,7 @@ class Exportable:
   num_test: int
   representative: Callable[[], Iterator[Sequence[np.ndarray]]] | None = None
   description: str = ""
+  fn64: Callable[..., tuple] | None = None
 
   def __post_init__(self):
     if len(self.parity_inputs) != len(self.inputs):

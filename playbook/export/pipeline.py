@@ -60,6 +60,7 @@ def export_exportable(exportable: Exportable, out_dir: str | Path, *,
   out_dir.mkdir(parents=True, exist_ok=True)
   reference_predict = parity.jax_predict(exportable)
   reference = reference_predict(*exportable.parity_inputs)
+  reference64 = parity.float64_reference(exportable)
   log(f"{exportable.name}: JAX accuracy on {exportable.num_test} test examples ...")
   jax_accuracy = exportable.accuracy(reference_predict)
 
@@ -80,7 +81,7 @@ def export_exportable(exportable: Exportable, out_dir: str | Path, *,
     start = time.perf_counter()
     predict = loader(key)(path, exportable)
     entry = {"file": path.name, "size_bytes": report.size_bytes(path),
-             **parity.compare(exportable, predict, reference),
+             **parity.compare(exportable, predict, reference, reference64),
              "accuracy": exportable.accuracy(predict), "jax_accuracy": jax_accuracy}
     entries[key] = report.judge(entry, quantized=key in ("tflite_dynamic", "tflite_int8"))
     log(f"  {key}: max abs error {entry['max_abs_error']:.2e}, accuracy "
@@ -91,6 +92,9 @@ def export_exportable(exportable: Exportable, out_dir: str | Path, *,
                                 "dtype": str(s.dtype)} for s in exportable.inputs},
             "outputs": list(exportable.outputs), "num_test": exportable.num_test,
             "jax_accuracy": jax_accuracy, "formats": entries,
+            # JAX's own float32 rounding: the scale of any float32 runtime's error.
+            "jax_max_abs_error_vs_float64": None if reference64 is None
+            else parity.max_abs_error(reference, reference64),
             "all_bars_met": all(e["passes"] for e in entries.values())}
   report.write(out_dir / "report.json", result)
   return result
