@@ -14,11 +14,15 @@ For each run it reads ``DIR/export/`` (made by ``launch.export``) and the run's 
 Runtimes: ``jax_jit`` (the exported function, jitted; ends in ``block_until_ready``), the TF
 SavedModel's ``serving_default`` signature, LiteRT's signature runner on each ``.tflite`` (float32,
 dynamic-range int8, full int8), and an onnxruntime CPU session, each as a client calls it (numpy
-in, numpy out). Every runtime gets ``--threads`` intra-op threads (JAX: XLA's default, all cores).
+in, numpy out). Every runtime gets ``--threads`` intra-op threads (default 1; JAX too, through
+``XLA_FLAGS``), so each measures one core's work.
 
-The machine is shared: each timed sample is ``--calls`` calls in a row (after a warm-up), every
-round runs every (runtime, batch) once in a rotating order, and figures are medians over
-``--rounds`` rounds, with the other processes' CPU use during each sample in the JSON
+The machine is shared, and when it is oversubscribed a call's wall time is mostly waiting for a
+core. So each sample records both this process's CPU time (``time.process_time``, all threads:
+with one thread per runtime, what the call costs a core, nearly independent of the load) and the
+wall time. Each timed sample is ``--calls`` calls in a row (after a warm-up), every round runs
+every (runtime, batch) once in a rotating order, and figures are medians over ``--rounds``
+rounds, with the other processes' CPU use during each sample in the JSON
 (``benchmarks.train_throughput.Machine``) and the load average at start and end.
 """
 
@@ -30,9 +34,14 @@ import json
 import os
 import platform
 import sys
+import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+if "--threads=1" in sys.argv or not any(a.startswith("--threads") for a in sys.argv):
+  # One XLA thread, like the other runtimes (read when jax first starts its CPU backend).
+  os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen="
+                             "false intra_op_parallelism_threads=1").strip()
 
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
@@ -52,7 +61,7 @@ def parse_args(argv=None) -> argparse.Namespace:
   p.add_argument("--workdirs", default="runs/mnist_dense,runs/mnist_mlp,runs/fashion_mlp")
   p.add_argument("--rounds", type=int, default=9)
   p.add_argument("--calls", type=int, default=50, help="Calls per timed sample.")
-  p.add_argument("--threads", type=int, default=os.cpu_count())
+  p.add_argument("--threads", type=int, default=1)
   p.add_argument("--quiet", type=float, default=0.2, help="Cores others may use in a quiet call.")
   p.add_argument("--max_wait", type=float, default=1.0, help="Seconds to wait for quiet.")
   p.add_argument("--out", default="benchmarks/results/export_latency.json")
@@ -96,20 +105,27 @@ def main(argv=None) -> dict:
     samples = {cell: [] for cell in cells}
     for r in range(args.rounds):
       for name, b in cells[r % len(cells):] + cells[:r % len(cells)]:
-        predict, x = runs[name][0], images[:b]
-        seconds, others = machine.time(lambda: [predict(x) for _ in range(args.calls)])
-        samples[(name, b)].append((seconds / args.calls, others))
+        predict, x, cpu = runs[name][0], images[:b], []
+
+        def calls():
+          start = time.process_time()
+          for _ in range(args.calls):
+            predict(x)
+          cpu.append(time.process_time() - start)
+        seconds, others = machine.time(calls)
+        samples[(name, b)].append((seconds / args.calls, cpu[0] / args.calls, others))
     model = {}
     for name, (_, size) in runs.items():
       row = {"size_bytes": size}
       for b in BATCHES:
-        times = [s for s, _ in samples[(name, b)]]
-        jax_times = [s for s, _ in samples[("jax_jit", b)]]
-        row[f"batch{b}_ms"] = 1e3 * median(times)
-        # Per round, this runtime against JAX in the same round: the ratio survives the load.
-        row[f"batch{b}_vs_jax"] = median([t / j for t, j in zip(times, jax_times)])
-        row[f"batch{b}_samples_ms"] = [1e3 * t for t in times]
-        row[f"batch{b}_other_cores_busy"] = [o for _, o in samples[(name, b)]]
+        for kind, i in (("wall", 0), ("cpu", 1)):
+          times = [sample[i] for sample in samples[(name, b)]]
+          jax_times = [sample[i] for sample in samples[("jax_jit", b)]]
+          row[f"batch{b}_{kind}_ms"] = 1e3 * median(times)
+          # Per round, against JAX in the same round.
+          row[f"batch{b}_{kind}_vs_jax"] = median([t / j for t, j in zip(times, jax_times)])
+          row[f"batch{b}_{kind}_samples_ms"] = [1e3 * t for t in times]
+        row[f"batch{b}_other_cores_busy"] = [o for _, _, o in samples[(name, b)]]
       model[name] = row
     result["models"][exportable.name] = model
     print(f"{exportable.name}: done", file=sys.stderr)
@@ -134,14 +150,16 @@ def environment(threads: int) -> dict:
 
 
 def table(result: dict) -> str:
-  rows = ["| model | runtime | file size | batch 1 (ms) | batch 32 (ms) | batch 32, per example (µs) "
-          "| vs JAX, batch 1 | vs JAX, batch 32 |", "|---|---|---|---|---|---|---|---|"]
+  rows = ["| model | runtime | file size | batch 1: CPU ms per call (vs JAX) | batch 32: CPU ms per "
+          "call (vs JAX) | batch 32: µs per example | wall ms, batch 1 / 32 |",
+          "|---|---|---|---|---|---|---|"]
   for model, runs in result["models"].items():
     for name, r in runs.items():
       size = "" if r["size_bytes"] is None else f"{r['size_bytes'] / 1e6:.2f} MB"
-      rows.append(f"| {model} | {name} | {size} | {r['batch1_ms']:.3f} | {r['batch32_ms']:.3f} | "
-                  f"{1e3 * r['batch32_ms'] / 32:.1f} | {r['batch1_vs_jax']:.2f}× | "
-                  f"{r['batch32_vs_jax']:.2f}× |")
+      rows.append(f"| {model} | {name} | {size} | {r['batch1_cpu_ms']:.3f} "
+                  f"({r['batch1_cpu_vs_jax']:.2f}×) | {r['batch32_cpu_ms']:.3f} "
+                  f"({r['batch32_cpu_vs_jax']:.2f}×) | {1e3 * r['batch32_cpu_ms'] / 32:.1f} | "
+                  f"{r['batch1_wall_ms']:.3f} / {r['batch32_wall_ms']:.3f} |")
   return "\n".join(rows)
 
 

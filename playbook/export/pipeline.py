@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import numpy as np
+
 from playbook.export import onnx, parity, report, saved_model, tflite
 from playbook.export.adapters import adapter_for
 from playbook.export.exportable import ExportError, Exportable
@@ -92,6 +94,7 @@ def export_exportable(exportable: Exportable, out_dir: str | Path, *,
                                 "dtype": str(s.dtype)} for s in exportable.inputs},
             "outputs": list(exportable.outputs), "num_test": exportable.num_test,
             "jax_accuracy": jax_accuracy, "formats": entries,
+            "max_abs_logit": float(np.max(np.abs(reference[0]))),  # The scale of the errors.
             # JAX's own float32 rounding: the scale of any float32 runtime's error.
             "jax_max_abs_error_vs_float64": None if reference64 is None
             else parity.max_abs_error(reference, reference64),
