@@ -1,0 +1,16 @@
+"""Export of a trained checkpoint to SavedModel (jax2tf), TFLite (LiteRT) and ONNX (jax2onnx).
+
+    exportable.py   what every exporter takes: a pure function with its params closed over, its
+                    input and output signature, real data for parity, accuracy and int8 calibration
+    adapters.py     per model family, a run's config + best checkpoint -> an ``Exportable``
+    restore.py      the run's config.json and best checkpoint (never a live training process)
+    saved_model.py  jax2tf -> TF SavedModel, polymorphic batch dimension, no gradients
+    tflite.py       SavedModel -> .tflite (float32, dynamic-range int8, full int8), LiteRT runner
+    onnx.py         jax2onnx -> .onnx, onnx.checker, onnxruntime runner
+    parity.py       every runtime against the JAX function: max abs error, accuracy
+    report.py       report.json and its table
+
+``python -m launch.export --workdir=DIR`` runs it all.
+"""
+
+from playbook.export.exportable import ExportError, Exportable, TensorSpec

@@ -1,0 +1,54 @@
+"""SavedModel -> TFLite, run with LiteRT (``ai_edge_litert``, not the deprecated tf.lite one).
+
+Three variants (``QUANTIZATIONS``): ``none`` (float32), ``dynamic`` (int8 weights, float
+activations) and ``int8`` (weights and activations int8, calibrated on the exportable's
+representative training images; the model keeps float32 inputs and outputs, so a client calls
+every variant the same way).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from playbook.export.exportable import ExportError, Exportable, Predict
+from playbook.export.tf_cpu import tensorflow
+
+QUANTIZATIONS = ("none", "dynamic", "int8")
+
+
+def export(exportable: Exportable, saved_model_dir: str | Path, path: str | Path,
+           quantize: str = "none") -> Path:
+  if quantize not in QUANTIZATIONS:
+    raise ExportError(f"Unknown TFLite quantization {quantize!r}; known: {QUANTIZATIONS}.")
+  if quantize == "int8" and exportable.representative is None:
+    raise ExportError(f"Full-int8 TFLite of {exportable.name} needs a representative data set.")
+  tf = tensorflow()
+  converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model_dir))
+  if quantize != "none":
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+  if quantize == "int8":
+    converter.representative_dataset = exportable.representative
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+  try:
+    flatbuffer = converter.convert()
+  except Exception as e:  # The converter raises ConverterError and friends.
+    raise ExportError(f"TFLite ({quantize}) cannot hold {exportable.name}: the converter failed "
+                      f"({type(e).__name__}: {e}).") from e
+  path = Path(path)
+  tmp = path.with_name(path.name + ".tmp")
+  tmp.write_bytes(flatbuffer)
+  os.replace(tmp, path)
+  return path
+
+
+def load(path: str | Path, exportable: Exportable, num_threads: int | None = None) -> Predict:
+  from ai_edge_litert.interpreter import Interpreter
+  runner = Interpreter(model_path=str(path), num_threads=num_threads).get_signature_runner(
+      "serving_default")
+  names = [s.name for s in exportable.inputs]
+
+  def predict(*inputs):  # The runner resizes its inputs to each batch's size.
+    out = runner(**dict(zip(names, inputs)))
+    return tuple(out[name] for name in exportable.outputs)
+  return predict
