@@ -180,6 +180,8 @@ def run(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
               f"({batch_size} streams x {seq_len})",
       "best_val_nats_per_char": np.asarray(best.get("xent", np.nan)).tolist(),
       "best_val_accuracy": np.asarray(best.get("accuracy", np.nan)).tolist(),
+      "final_train_nats_per_char": (np.asarray(result.history[-1]["train"]["xent"]).tolist()
+                                    if result.history else None),
       "best_epoch": result.best_epoch,
       "epochs_run": len(result.history),
       "train_seconds": result.train_seconds,

@@ -92,15 +92,20 @@ def put_eval_batches(data: dict, batch_size: int, mesh: jax.sharding.Mesh | None
 
 
 def evaluate(state: TrainState, data: dict, *, loss_fn, batch_size: int,
-             num_seeds: int, mesh: jax.sharding.Mesh | None = None) -> dict[str, np.ndarray]:
+             num_seeds: int, mesh: jax.sharding.Mesh | None = None,
+             carry_state: bool = False) -> dict[str, np.ndarray]:
   """Mean metrics of ``state`` on host arrays ``data``, every example counted once.
+
+  ``carry_state``: ``data`` is parallel streams (rows in batch order); the model state is
+  carried from batch to batch, from zeros, as ``fit`` evaluates with ``cfg.carry_state``.
 
   ``mesh`` defaults to the one the state lives on (``fit``'s); with several processes each one
   passes the whole of ``data`` and calls this together.
   """
   mesh = mesh if mesh is not None else _state_mesh(state)
   batches = put_eval_batches(data, batch_size, mesh)
-  return jax.tree.map(np.asarray, make_evaluate(loss_fn, num_seeds, mesh)(state, batches))
+  evaluate_fn = make_evaluate(loss_fn, num_seeds, mesh, carry_state=carry_state)
+  return jax.tree.map(np.asarray, evaluate_fn(state, batches))
 
 
 def _summary(metrics: dict) -> dict:
