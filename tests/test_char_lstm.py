@@ -214,3 +214,14 @@ def test_sample_cli_names_a_prime_outside_the_vocabulary(tiny_run):
     model, params, vocab = sample_cli.load_run(workdir)
     char_lm.generate(model, params, vocab, prime="THE", length=5, temperature=1.0, top_k=0,
                      seed=0)
+
+
+def test_carried_state_needs_one_eval_stream_per_train_stream(tmp_path):
+  cfg = ml_collections.ConfigDict(dict(batch_size=4, eval_batch_size=8, num_epochs=1, patience=0,
+                                       best_metric="xent", best_mode="min", log_every_steps=1,
+                                       shuffle=False, carry_state=True))
+  data = text_data.stream_batches(np.arange(200) % V, batch_size=4, seq_len=5)
+  with pytest.raises(ValueError, match=r"eval_batch_size \(8\) must equal batch_size \(4\)"):
+    loop.fit(init_fn=char_lm.make_init_fn(MODEL, 4, 5), loss_fn=char_lm.lm_loss(MODEL),
+             tx=optax.adam(1e-3), train_data=data, val_data=data, cfg=cfg, workdir=tmp_path,
+             seed=0, progress=False)
