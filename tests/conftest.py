@@ -56,3 +56,12 @@ def real_cats_dogs_dir() -> Path:
   if not root or not (Path(root) / "cats_and_dogs" / "resized.sha256").exists():
     pytest.skip("needs the real data: set PLAYBOOK_DATA_DIR (CI points it at ../shared/data)")
   return Path(root) / "cats_and_dogs"
+
+
+@pytest.fixture(scope="session")
+def anna_path() -> Path:
+  """The real $PLAYBOOK_DATA_DIR/text/anna.txt; tests that need it skip without it."""
+  root = os.environ.get("PLAYBOOK_DATA_DIR")
+  if not root or not (Path(root) / "text" / "anna.txt").exists():
+    pytest.skip("needs the real data: set PLAYBOOK_DATA_DIR (CI points it at ../shared/data)")
+  return Path(root) / "text" / "anna.txt"

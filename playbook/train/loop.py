@@ -75,9 +75,10 @@ def _state_mesh(state: TrainState) -> jax.sharding.Mesh | None:
   return sharding.mesh if isinstance(sharding, jax.sharding.NamedSharding) else None
 
 
-def make_evaluate(loss_fn, num_seeds: int, mesh: jax.sharding.Mesh | None = None):
+def make_evaluate(loss_fn, num_seeds: int, mesh: jax.sharding.Mesh | None = None, *,
+                  carry_state: bool = False):
   """A jitted ``evaluate(state, padded_batches) -> metrics`` (per seed when vmapped)."""
-  fn = functools.partial(steps.eval_epoch, loss_fn=loss_fn)
+  fn = functools.partial(steps.eval_epoch, loss_fn=loss_fn, carry_state=carry_state)
   out = parallel.replicated(mesh) if mesh is not None else None
   return jax.jit(maybe_vmap(fn, num_seeds, in_axes=(0, None)), out_shardings=out)
 
@@ -91,15 +92,20 @@ def put_eval_batches(data: dict, batch_size: int, mesh: jax.sharding.Mesh | None
 
 
 def evaluate(state: TrainState, data: dict, *, loss_fn, batch_size: int,
-             num_seeds: int, mesh: jax.sharding.Mesh | None = None) -> dict[str, np.ndarray]:
+             num_seeds: int, mesh: jax.sharding.Mesh | None = None,
+             carry_state: bool = False) -> dict[str, np.ndarray]:
   """Mean metrics of ``state`` on host arrays ``data``, every example counted once.
+
+  ``carry_state``: ``data`` is parallel streams (rows in batch order); the model state is
+  carried from batch to batch, from zeros, as ``fit`` evaluates with ``cfg.carry_state``.
 
   ``mesh`` defaults to the one the state lives on (``fit``'s); with several processes each one
   passes the whole of ``data`` and calls this together.
   """
   mesh = mesh if mesh is not None else _state_mesh(state)
   batches = put_eval_batches(data, batch_size, mesh)
-  return jax.tree.map(np.asarray, make_evaluate(loss_fn, num_seeds, mesh)(state, batches))
+  evaluate_fn = make_evaluate(loss_fn, num_seeds, mesh, carry_state=carry_state)
+  return jax.tree.map(np.asarray, evaluate_fn(state, batches))
 
 
 def _summary(metrics: dict) -> dict:
@@ -112,7 +118,8 @@ def _jsonable(tree):
 
 
 def make_train_epoch(state: TrainState, *, loss_fn, batch_size: int, num_examples: int,
-                     mesh: jax.sharding.Mesh, num_seeds: int = 1, augment_fn=None):
+                     mesh: jax.sharding.Mesh, num_seeds: int = 1, augment_fn=None,
+                     shuffle: bool = True, carry_state: bool = False):
   """``fit``'s jitted ``train_epoch(state, data, epoch) -> (state, metrics)`` on ``mesh``.
 
   The state keeps the shardings it has (``init_states(..., mesh)``) and is donated; every batch
@@ -123,7 +130,8 @@ def make_train_epoch(state: TrainState, *, loss_fn, batch_size: int, num_example
                      f"multiple of the {mesh.size} devices, which each take an equal share.")
   epoch_fn = functools.partial(steps.train_epoch, loss_fn=loss_fn, batch_size=batch_size,
                                augment_fn=augment_fn, num_examples=num_examples,
-                               constrain_batch=parallel.batch_constraint(mesh))
+                               constrain_batch=parallel.batch_constraint(mesh),
+                               shuffle=shuffle, carry_state=carry_state)
   state_shardings = jax.tree.map(lambda a: a.sharding, state)
   return jax.jit(maybe_vmap(epoch_fn, num_seeds, in_axes=(0, None, None)),
                  out_shardings=(state_shardings, parallel.replicated(mesh)),
@@ -149,7 +157,10 @@ def fit(*, init_fn: InitFn, loss_fn, tx: optax.GradientTransformation,
 
   ``cfg`` is the config's ``train`` block: batch_size (global, over all devices), num_epochs,
   eval_batch_size, patience (epochs without improvement before stopping; 0 = never), best_metric,
-  best_mode ('max'/'min'), log_every_steps. ``mesh`` (default: every device, parameters
+  best_mode ('max'/'min'), log_every_steps; optional: shuffle (default True) and carry_state
+  (default False; True: truncated BPTT, ``model_state`` is a recurrent carry zeroed at the start
+  of every epoch and every evaluation, the batches taken in order, needs
+  eval_batch_size == batch_size). ``mesh`` (default: every device, parameters
   replicated) is where it trains. ``train_data`` is a dict of host arrays holding the whole
   training set, or a ``parallel.RowSharded`` whose rows each process loaded for itself; with
   several processes, every process calls ``fit`` and only process 0 logs and shows progress.
@@ -159,11 +170,16 @@ def fit(*, init_fn: InitFn, loss_fn, tx: optax.GradientTransformation,
     train_data = parallel.shard_rows(train_data, mesh)
   num_train = train_data.num_examples
   steps_per_epoch = num_train // cfg.batch_size
+  carry_state = cfg.get("carry_state", False)
+  if carry_state and cfg.eval_batch_size != cfg.batch_size:
+    raise ValueError(f"carry_state=True carries one state per stream: eval_batch_size "
+                     f"({cfg.eval_batch_size}) must equal batch_size ({cfg.batch_size}).")
   state = init_states(init_fn, tx, seed, num_seeds, mesh)
   train_epoch = make_train_epoch(state, loss_fn=loss_fn, batch_size=cfg.batch_size,
                                  num_examples=num_train, mesh=mesh, num_seeds=num_seeds,
-                                 augment_fn=augment_fn)
-  evaluate_fn = make_evaluate(loss_fn, num_seeds, mesh)
+                                 augment_fn=augment_fn, shuffle=cfg.get("shuffle", True),
+                                 carry_state=carry_state)
+  evaluate_fn = make_evaluate(loss_fn, num_seeds, mesh, carry_state=carry_state)
   train_on_device = train_data.arrays
   val_batches = put_eval_batches(val_data, cfg.eval_batch_size, mesh)
 

@@ -45,26 +45,42 @@ def global_norm(tree) -> jax.Array:
   return jnp.sqrt(sum(squares, jnp.float32(0)))
 
 
+def _eval_sums(state: TrainState, model_state, batch: Batch, loss_fn: LossFn):
+  loss, (model_state, metrics) = loss_fn(state.params, model_state, batch, None, False)
+  weight = jnp.sum(batch["mask"])
+  sums = {k: v * weight for k, v in dict(metrics, loss=loss).items()} | {"count": weight}
+  return sums, model_state
+
+
 def eval_step(state: TrainState, batch: Batch, *, loss_fn: LossFn) -> dict[str, jax.Array]:
   """Metrics of one batch in eval mode, weighted by its number of real examples."""
-  loss, (_, metrics) = loss_fn(state.params, state.model_state, batch, None, False)
-  weight = jnp.sum(batch["mask"])
-  return {k: v * weight for k, v in dict(metrics, loss=loss).items()} | {"count": weight}
+  return _eval_sums(state, state.model_state, batch, loss_fn)[0]
 
 
-def epoch_batches(rng: jax.Array, num_examples: int, batch_size: int) -> jax.Array:
-  """Indices of a shuffled epoch, shape (steps, batch_size); the ragged remainder is dropped."""
+def zeroed_model_state(state: TrainState) -> TrainState:
+  """``state`` with its model state (a recurrent carry) set to zeros: a fresh start of the streams."""
+  return state.replace(model_state=jax.tree.map(jnp.zeros_like, state.model_state))
+
+
+def epoch_batches(rng: jax.Array, num_examples: int, batch_size: int, *,
+                  shuffle: bool = True) -> jax.Array:
+  """Indices of an epoch, shape (steps, batch_size); the ragged remainder is dropped.
+
+  Shuffled, or with ``shuffle=False`` in order: batch ``i`` is rows ``i*batch_size`` onwards
+  (the layout of parallel text streams, where batch ``i+1`` continues batch ``i``).
+  """
   steps = num_examples // batch_size
   if steps == 0:
     raise ValueError(f"batch_size {batch_size} is larger than the data ({num_examples}).")
-  order = jax.random.permutation(rng, num_examples)
+  order = jax.random.permutation(rng, num_examples) if shuffle else jnp.arange(num_examples)
   return order[: steps * batch_size].reshape(steps, batch_size)
 
 
 def train_epoch(state: TrainState, data: Batch, epoch: jax.Array, *, loss_fn: LossFn,
                 batch_size: int, augment_fn: AugmentFn | None = None,
                 constrain_batch: Callable[[Batch], Batch] = lambda b: b,
-                num_examples: int | None = None):
+                num_examples: int | None = None, shuffle: bool = True,
+                carry_state: bool = False):
   """One pass over shuffled in-memory ``data``, as a ``lax.scan`` of ``train_step``.
 
   Returns the new state and the per-step metrics, stacked (steps, ...). The shuffle and every
@@ -73,12 +89,18 @@ def train_epoch(state: TrainState, data: Batch, epoch: jax.Array, *, loss_fn: Lo
   ``num_examples`` (default: all rows) is the number of real rows when ``data`` ends in padding
   (a data set split over devices); the shuffle only draws from them, so the batches are the same
   on any number of devices. ``batch_size`` is the global batch: ``constrain_batch`` splits it.
+
+  Truncated backpropagation through time: ``shuffle=False`` takes the batches in order and
+  ``carry_state=True`` zeroes ``model_state`` at the start of the epoch; each step's loss gets the
+  state the previous step returned, so a recurrent carry flows from batch to batch.
   """
   epoch_rng = jax.random.fold_in(state.rng, epoch)
   shuffle_rng, steps_rng = jax.random.split(epoch_rng)
   if num_examples is None:
     num_examples = jax.tree.leaves(data)[0].shape[0]
-  batches = epoch_batches(shuffle_rng, num_examples, batch_size)
+  batches = epoch_batches(shuffle_rng, num_examples, batch_size, shuffle=shuffle)
+  if carry_state:
+    state = zeroed_model_state(state)
 
   def body(state, step_and_indices):
     i, indices = step_and_indices
@@ -102,15 +124,23 @@ def pad_to_batches(data: dict, batch_size: int) -> dict:
   return {k: v.reshape(num_batches, batch_size, *v.shape[1:]) for k, v in out.items()}
 
 
-def eval_epoch(state: TrainState, batches: Batch, *, loss_fn: LossFn) -> dict[str, jax.Array]:
-  """Mean metrics over pre-batched eval data (from ``pad_to_batches``), as one ``lax.scan``."""
-  def body(totals, batch):
-    sums = eval_step(state, batch, loss_fn=loss_fn)
-    return jax.tree.map(jnp.add, totals, sums), None
+def eval_epoch(state: TrainState, batches: Batch, *, loss_fn: LossFn,
+               carry_state: bool = False) -> dict[str, jax.Array]:
+  """Mean metrics over pre-batched eval data (from ``pad_to_batches``), as one ``lax.scan``.
+
+  ``carry_state=True``: the batches are consecutive pieces of parallel streams; the model state
+  starts from zeros and each batch gets the one the previous batch returned (as in training).
+  """
+  def body(totals_and_carry, batch):
+    totals, carry = totals_and_carry  # carry: the model state, or {} when not carried.
+    sums, model_state = _eval_sums(state, carry if carry_state else state.model_state, batch,
+                                   loss_fn)
+    return (jax.tree.map(jnp.add, totals, sums), model_state if carry_state else carry), None
 
   shapes = jax.eval_shape(lambda b: eval_step(state, b, loss_fn=loss_fn),
                           jax.tree.map(lambda a: a[0], batches))
   zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
-  totals, _ = jax.lax.scan(body, zeros, batches)
+  first_state = zeroed_model_state(state).model_state if carry_state else {}
+  (totals, _), _ = jax.lax.scan(body, (zeros, first_state), batches)
   count = totals.pop("count")
   return {k: v / count for k, v in totals.items()}
