@@ -21,20 +21,38 @@ import ml_collections
 import numpy as np
 
 from playbook import parallel, plots, rundir
-from playbook.data import augment, mnist
+from playbook.data import augment, cifar10, mnist
+from playbook.models import resnet_fast
+from playbook.models.cnn import SeedCNN
 from playbook.models.mlp import MLP
 from playbook.train import fit, loop
+from playbook.train.freeze import frozen
 from playbook.train.losses import classification_loss
 from playbook.train.optim import make_optimizer, peak_learning_rate
 from playbook.train.writer import MetricWriter
 
-DATASETS = {"mnist": mnist.load, "fashion_mnist": mnist.load}
+DATASETS = {"mnist": mnist.load, "fashion_mnist": mnist.load, "cifar10": cifar10.load}
+# Which copy of the data each source is: every results.json says it.
+DATA_COPIES = {"cifar10": cifar10.COPIES}
 
 
 def build_model(cfg: ml_collections.ConfigDict, num_classes: int):
   if cfg.name == "mlp":
     return MLP(hidden=tuple(cfg.hidden), num_classes=num_classes, dropout=cfg.dropout)
-  raise ValueError(f"Unknown model {cfg.name!r} for image classification; known: mlp.")
+  if cfg.name == "seed_cnn":
+    return SeedCNN(num_classes=num_classes, widths=tuple(cfg.widths), hidden=cfg.hidden,
+                   conv_dropout=cfg.conv_dropout, dropout=cfg.dropout, fast_conv=cfg.fast_conv)
+  if cfg.name == "fast_resnet":
+    return resnet_fast.FastResNet(num_classes=num_classes, widths=tuple(cfg.widths),
+                                  bn_momentum=cfg.bn_momentum, tta_flip=cfg.tta_flip,
+                                  fast_conv=cfg.fast_conv)
+  raise ValueError(f"Unknown model {cfg.name!r} for image classification; known: mlp, "
+                   "seed_cnn, fast_resnet.")
+
+
+def data_copy(cfg: ml_collections.ConfigDict) -> str:
+  """Which copy of the data ``cfg`` reads, e.g. the LOSSY JPEG copy of CIFAR-10."""
+  return DATA_COPIES.get(cfg.name, {}).get(cfg.source, f"{cfg.name} ({cfg.source})")
 
 
 def make_preprocess(cfg: ml_collections.ConfigDict):
@@ -81,21 +99,32 @@ def run(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
                                 label_smoothing=config.optim.label_smoothing)
   sample = jnp.zeros((1, *train.x.shape[1:]), jnp.float32)
 
+  if config.model.name == "fast_resnet":  # First layer: whitening of the data's 2x2 patches.
+    whitening_images = np.asarray(preprocess(train.x[:config.model.whitening_images]))
   def init_fn(rng):
     variables = model.init(rng, sample, train=False)
     params = variables.pop("params")
+    if config.model.name == "fast_resnet":
+      params = resnet_fast.with_whitening(params, whitening_images)
     return params, dict(variables)
 
   steps_per_epoch = len(train) // config.train.batch_size
   batch_size = config.train.batch_size  # Global: every step sees this many examples.
   tx = make_optimizer(config.optim, steps_per_epoch, config.train.num_epochs, batch_size)
+  frozen_params = tuple(config.model.get("frozen_params", ()))
+  if frozen_params:  # Fixed layers: no update, no weight decay, no optimiser state.
+    tx = frozen(tx, lambda name: name not in frozen_params)
   augment_fn = augment.image_augmenter(max_shift=config.augment.max_shift,
-                                       flip_lr=config.augment.flip_lr)
+                                       flip_lr=config.augment.flip_lr,
+                                       pad_mode=config.augment.get("pad_mode", "constant"))
   writer = MetricWriter(workdir)
+  # The test set after every epoch, for the curves only (the reported figure is still one
+  # evaluation of the best-on-validation checkpoint).
+  curve_data = {"test_curve": as_batch(data.test)} if config.train.get("test_curve") else None
   result = fit(init_fn=init_fn, loss_fn=loss_fn, tx=tx, train_data=train_rows,
                val_data=as_batch(data.val), cfg=config.train, workdir=workdir, seed=config.seed,
                num_seeds=config.num_seeds, augment_fn=augment_fn, progress=config.progress,
-               writer=writer, mesh=mesh)
+               writer=writer, mesh=mesh, curve_data=curve_data)
 
   # The test set, once, on the best checkpoint (per seed).
   test = loop.evaluate(result.state, as_batch(data.test), loss_fn=loss_fn,
@@ -115,6 +144,7 @@ def run(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
       "study": config.study,
       "data": f"{config.data.name} ({config.data.source}); train {len(train)}, "
               f"val {len(data.val)}, test {len(data.test)}",
+      "data_copy": data_copy(config.data),
       "test_accuracy": mean_std(test["accuracy"]),
       "test_loss": mean_std(test["xent"]),
       "num_seeds": config.num_seeds,
@@ -131,7 +161,8 @@ def run(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
     return results
   logits = predict(model, types.SimpleNamespace(**weights), data.test.x, preprocess,
                    config.train.eval_batch_size)
-  regularised = config.model.dropout > 0 or config.augment.max_shift or config.augment.flip_lr
+  regularised = (config.model.get("dropout", 0) > 0 or config.augment.max_shift
+                 or config.augment.flip_lr)
   plot_results(workdir, result.history, test, logits, data,
                curves_title="Learning curves" + (" (train metrics measured with dropout and "
                                                  "augmentation on)" if regularised else ""))
@@ -140,7 +171,8 @@ def run(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
               "environment": rundir.environment()}
   rundir.write_results(workdir, results)
   acc = results["test_accuracy"]
-  print(f"{config.study}: test accuracy {100 * acc['mean']:.2f} %"
+  print(f"{config.study}: test accuracy {100 * acc['mean']:.2f} % on the "
+        f"{results['data_copy']}"
         + (f" ± {100 * acc['std']:.2f} (mean ± std of {config.num_seeds} seeds)"
            if config.num_seeds > 1 else "")
         + f"; wall {results['wall_seconds']:.0f} s; results in {workdir / 'results.json'}")
@@ -154,6 +186,8 @@ def plot_results(workdir: Path, history, test, logits, data, *,
   predictions = logits.argmax(-1)
   labels = data.test.y
   plots.learning_curves(history, plot_dir / "learning_curves.png", test=test, title=curves_title)
+  if history and "test_curve" in history[-1]:
+    plots.accuracy_vs_time(history, plot_dir / "accuracy_vs_time.png")
   plots.confusion_matrix(labels, predictions, data.class_names, plot_dir / "confusion_matrix.png")
   plots.image_grid(data.test.x[:32], labels[:32], predictions[:32], data.class_names,
                    plot_dir / "test_predictions.png", title="First test images: predicted (true)")

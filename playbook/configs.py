@@ -5,7 +5,9 @@ from __future__ import annotations
 import ml_collections
 
 # Published per-pixel statistics on 0..1 of each training set (used to standardise inputs).
-PIXEL_STATS = {"mnist": (0.1307, 0.3081), "fashion_mnist": (0.2860, 0.3530)}
+PIXEL_STATS = {"mnist": (0.1307, 0.3081), "fashion_mnist": (0.2860, 0.3530),
+               # Per channel (R, G, B) of the official CIFAR-10 training set.
+               "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616))}
 
 
 def classifier_config(*, study: str, data: str, hidden: tuple[int, ...],

@@ -24,12 +24,16 @@ def learning_curves(history: list[dict], path: Path, *, test: dict | None = None
   epochs = [row["epoch"] for row in history]
   fig, axes = plt.subplots(1, 2, figsize=(11, 4))
   for ax, metric in zip(axes, ("xent", "accuracy")):
-    for split, color in (("train", "tab:blue"), ("val", "tab:orange")):
+    for split, color in (("train", "tab:blue"), ("val", "tab:orange"),
+                         ("test_curve", "tab:green")):
+      if split not in history[0]:
+        continue  # A test curve only where the study evaluated the test set every epoch.
       values = np.array([np.atleast_1d(row[split][metric]) for row in history])  # (epochs, seeds)
       if values.shape[1] > 1:
         ax.plot(epochs, values, color=color, alpha=0.25, lw=0.8)
-      ax.plot(epochs, values.mean(1), color=color, lw=2, label=f"{split} (mean)"
-              if values.shape[1] > 1 else split)
+      name = "test (every epoch)" if split == "test_curve" else split
+      ax.plot(epochs, values.mean(1), color=color, lw=2, label=f"{name} (mean)"
+              if values.shape[1] > 1 else name)
     if test is not None:
       ax.axhline(float(np.mean(test[metric])), color="tab:green", ls="--", label="test (best ckpt)")
     ax.set_xlabel("epoch")
@@ -38,6 +42,20 @@ def learning_curves(history: list[dict], path: Path, *, test: dict | None = None
     ax.legend()
   axes[0].set_yscale("log")
   fig.suptitle(title)
+  return save(fig, path)
+
+
+def accuracy_vs_time(history: list[dict], path: Path, *, split: str = "test_curve",
+                     title: str = "Accuracy against training time") -> Path:
+  """``split`` accuracy after each epoch against the training wall time up to it."""
+  seconds = [row["seconds"] for row in history]
+  accuracy = [float(np.mean(row[split]["accuracy"])) for row in history]
+  fig, ax = plt.subplots(figsize=(6, 4))
+  ax.plot(seconds, accuracy, "o-")
+  ax.set_xlabel("training wall time (s, this machine)")
+  ax.set_ylabel(f"{'test' if split == 'test_curve' else split} accuracy")
+  ax.grid(alpha=0.3)
+  ax.set_title(title)
   return save(fig, path)
 
 

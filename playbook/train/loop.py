@@ -152,7 +152,8 @@ def fit(*, init_fn: InitFn, loss_fn, tx: optax.GradientTransformation,
         train_data: dict | parallel.RowSharded, val_data: dict,
         cfg: ml_collections.ConfigDict, workdir: str | Path, seed: int, num_seeds: int = 1,
         augment_fn=None, progress: bool = True, writer: MetricWriter | None = None,
-        mesh: jax.sharding.Mesh | None = None) -> FitResult:
+        mesh: jax.sharding.Mesh | None = None,
+        curve_data: dict[str, dict] | None = None) -> FitResult:
   """Trains, or resumes from ``workdir/checkpoints/latest``, to ``cfg.num_epochs``.
 
   ``cfg`` is the config's ``train`` block: batch_size (global, over all devices), num_epochs,
@@ -164,6 +165,9 @@ def fit(*, init_fn: InitFn, loss_fn, tx: optax.GradientTransformation,
   replicated) is where it trains. ``train_data`` is a dict of host arrays holding the whole
   training set, or a ``parallel.RowSharded`` whose rows each process loaded for itself; with
   several processes, every process calls ``fit`` and only process 0 logs and shows progress.
+  ``curve_data`` ({name: host arrays}, e.g. the test set) is evaluated after every epoch for the
+  learning curves only (history rows and metrics under that name); it never selects a model.
+  Each history row also has ``seconds``: training wall time up to that epoch, over resumptions.
   """
   mesh = mesh if mesh is not None else parallel.make_mesh()
   if not isinstance(train_data, parallel.RowSharded):
@@ -182,6 +186,8 @@ def fit(*, init_fn: InitFn, loss_fn, tx: optax.GradientTransformation,
   evaluate_fn = make_evaluate(loss_fn, num_seeds, mesh, carry_state=carry_state)
   train_on_device = train_data.arrays
   val_batches = put_eval_batches(val_data, cfg.eval_batch_size, mesh)
+  curve_batches = {name: put_eval_batches(split, cfg.eval_batch_size, mesh)
+                   for name, split in (curve_data or {}).items()}
 
   ckpt = Checkpoints(workdir)
   writer = writer or MetricWriter(workdir)  # Inactive on every process but 0.
@@ -228,8 +234,15 @@ def fit(*, init_fn: InitFn, loss_fn, tx: optax.GradientTransformation,
     val_metrics = jax.tree.map(np.asarray, evaluate_fn(state, val_batches))
     writer.write(global_step, "train", train_summary)
     writer.write(global_step, "val", val_metrics)
-    meta["history"].append({"epoch": epoch + 1, "step": global_step,
-                            "train": _jsonable(train_summary), "val": _jsonable(val_metrics)})
+    row = {"epoch": epoch + 1, "step": global_step, "train": _jsonable(train_summary),
+           "val": _jsonable(val_metrics)}
+    for name, batches in curve_batches.items():
+      curve_metrics = jax.tree.map(np.asarray, evaluate_fn(state, batches))
+      writer.write(global_step, name, curve_metrics)
+      row[name] = _jsonable(curve_metrics)
+    meta["seconds"] = meta.get("seconds", 0.0) + elapsed
+    row["seconds"] = meta["seconds"]
+    meta["history"].append(row)
 
     score = float(np.mean(val_metrics[cfg.best_metric]))
     meta["epoch"] = epoch + 1

@@ -1,0 +1,38 @@
+"""The seed notebook's CIFAR-10 CNN: the Keras ``cifar10_cnn.py`` example network.
+
+    conv3x3-32 (same) ReLU -> conv3x3-32 (valid) ReLU -> maxpool 2 -> dropout 0.25
+    conv3x3-64 (same) ReLU -> conv3x3-64 (valid) ReLU -> maxpool 2 -> dropout 0.25
+    flatten -> dense 512 ReLU -> dropout 0.5 -> dense 10
+
+32x32 -> 32 -> 30 -> 15 -> 15 -> 13 -> 6: the classifier sees 6*6*64 = 2304 features.
+``fast_conv`` switches the convolutions' weight gradient to ``fast_conv.conv2d`` (same numbers,
+several times faster on CPU); the parameters are the same either way.
+"""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+from playbook.models.fast_conv import Conv
+
+
+class SeedCNN(nn.Module):
+  num_classes: int = 10
+  widths: tuple[int, int] = (32, 64)
+  hidden: int = 512
+  conv_dropout: float = 0.25
+  dropout: float = 0.5
+  fast_conv: bool = True
+
+  @nn.compact
+  def __call__(self, x: jnp.ndarray, *, train: bool) -> jnp.ndarray:
+    for width in self.widths:
+      x = nn.relu(Conv(width, padding="SAME", fast=self.fast_conv)(x))
+      x = nn.relu(Conv(width, padding="VALID", fast=self.fast_conv)(x))
+      x = nn.max_pool(x, window_shape=(2, 2), strides=(2, 2))
+      x = nn.Dropout(self.conv_dropout, deterministic=not train)(x)
+    x = x.reshape(x.shape[0], -1)
+    x = nn.relu(nn.Dense(self.hidden)(x))
+    x = nn.Dropout(self.dropout, deterministic=not train)(x)
+    return nn.Dense(self.num_classes)(x)
