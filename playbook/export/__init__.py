@@ -8,7 +8,9 @@
     tflite.py       SavedModel -> .tflite (float32, dynamic-range int8, full int8), LiteRT runner
     onnx.py         jax2onnx -> .onnx, onnx.checker, onnxruntime runner
     parity.py       every runtime against the JAX function: max abs error, accuracy
-    report.py       report.json and its table
+    report.py       the bars, report.json and its table
+    pipeline.py     a run directory -> DIR/export/: every format asked for, checked, reported
+    tf_cpu.py       TensorFlow with every GPU hidden (it must not take accelerator memory)
 
 ``python -m launch.export --workdir=DIR`` runs it all.
 """
