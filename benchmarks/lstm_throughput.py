@@ -183,7 +183,10 @@ def main(argv=None) -> dict:
       "ratio_vs_torch_median": ratios,
       "best_jax_column": best_jax,
       "bar": "jax >= 2x torch",
-      "bar_met": ratios[best_jax] >= 2.0,
+      # Contention slows the two sides unequally (torch's OpenMP threads suffer most), so the
+      # bar only counts when every column has quiet calls; otherwise None (not measured).
+      "bar_met": (ratios[best_jax] >= 2.0 if all(c["quiet_calls"] for c in columns.values())
+                  else None),
       "sampler_chars_per_s": sampler_column,
       "training_gflop_per_token": flops / 1e9,
       "matmul_peak_gflop_s": peak / 1e9,

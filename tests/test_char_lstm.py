@@ -225,3 +225,20 @@ def test_carried_state_needs_one_eval_stream_per_train_stream(tmp_path):
     loop.fit(init_fn=char_lm.make_init_fn(MODEL, 4, 5), loss_fn=char_lm.lm_loss(MODEL),
              tx=optax.adam(1e-3), train_data=data, val_data=data, cfg=cfg, workdir=tmp_path,
              seed=0, progress=False)
+
+
+def test_one_step_function_exports_through_jax2onnx():
+  """The reason for lax.scan over nn.RNN: the one-step function converts, and ONNX Runtime agrees."""
+  import onnxruntime
+  from jax2onnx import to_onnx
+  params = {"params": init_params()}
+  step = lambda token, h, c: jax.tree.leaves(
+      MODEL.apply(params, token, (h, c), method=CharLSTM.step))
+  h = np.random.default_rng(0).normal(size=(LAYERS, 1, H)).astype(np.float32)
+  inputs = [np.array([3], np.int32), h, 0.5 * h]
+  onnx_model = to_onnx(step, [jax.ShapeDtypeStruct(a.shape, a.dtype) for a in inputs])
+  session = onnxruntime.InferenceSession(onnx_model.SerializeToString())
+  names = [i.name for i in session.get_inputs()]
+  outputs = session.run(None, dict(zip(names, inputs)))
+  for got, want in zip(outputs, step(*inputs)):
+    np.testing.assert_allclose(got, want, atol=1e-5)
