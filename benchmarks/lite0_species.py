@@ -43,6 +43,8 @@ def main():
   parser.add_argument("--normalization", default="imagenet", choices=sorted(MEAN_RGB),
                       help="imagenet: what efficientnet-lite-pytorch documents; tf: (x - 127) / "
                            "128, what the official TF EfficientNet-Lite code feeds its models")
+  parser.add_argument("--resize", default="crop", choices=["crop", "squash"],
+                      help="crop: shorter side to 224, centre crop; squash: whole image to 224x224")
   args = parser.parse_args()
   start = time.perf_counter()
   split = image_folder_split("validation")
@@ -53,7 +55,8 @@ def main():
         backbone, name=f"{backbone.name}_{args.normalization}",
         preprocess=functools.partial(efficientnet_lite.preprocess,
                                      normalization=args.normalization))
-  features = transfer.cached_features(backbone, variables, split.paths, Path(args.cache_dir))
+  features = transfer.cached_features(backbone, variables, split.paths, Path(args.cache_dir),
+                                      resize=args.resize)
   fc = load_efficientnet_lite0()["params"]["fc"]
   top = (features @ fc["kernel"] + fc["bias"]).argmax(-1)
   per_class = {}
@@ -69,7 +72,9 @@ def main():
       "what": "EfficientNet-Lite0 (efficientnet-lite0-57934424.pth, imported by playbook.weights) "
               "ImageNet top-1 class of each cats_and_dogs/validation image, in the right "
               "species group (cats 281-285, dogs 151-268)",
-      "preprocessing": "resize shorter side to 224 (bicubic), centre crop 224, then "
+      "preprocessing": ("resize shorter side to 224 (bicubic), centre crop 224, then "
+                        if args.resize == "crop" else "resize the whole image to 224x224 "
+                        "(bicubic, aspect ratio not kept), then ") +
                        f"(x - {MEAN_RGB[args.normalization]}) / {STD_RGB[args.normalization]} "
                        f"({args.normalization!r} normalisation)",
       "fraction_in_right_group": right / len(split), "in_right_group": right,
