@@ -17,6 +17,8 @@ The logits are the pretrained classifier applied to them, exactly the model's to
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import functools
 import json
 import os
 import time
@@ -25,6 +27,8 @@ from pathlib import Path
 import numpy as np
 
 from playbook import rundir, transfer
+from playbook.models import efficientnet_lite
+from playbook.models.efficientnet_lite import MEAN_RGB, STD_RGB
 from playbook.data.image_folder import image_folder_split
 from playbook.weights import load_efficientnet_lite0
 
@@ -36,12 +40,23 @@ def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--cache_dir", default="runs/benchmarks/lite0_species_features")
   parser.add_argument("--out", default=str(RESULTS))
+  parser.add_argument("--normalization", default="imagenet", choices=sorted(MEAN_RGB),
+                      help="imagenet: what efficientnet-lite-pytorch documents; tf: (x - 127) / "
+                           "128, what the official TF EfficientNet-Lite code feeds its models")
+  parser.add_argument("--resize", default="crop", choices=["crop", "squash"],
+                      help="crop: shorter side to 224, centre crop; squash: whole image to 224x224")
   args = parser.parse_args()
   start = time.perf_counter()
   split = image_folder_split("validation")
   backbone = transfer.get_backbone("efficientnet_lite0")
-  features = transfer.cached_features(backbone, transfer.pretrained_variables(backbone.name),
-                                      split.paths, Path(args.cache_dir))
+  variables = transfer.pretrained_variables(backbone.name)
+  if args.normalization != "imagenet":
+    backbone = dataclasses.replace(
+        backbone, name=f"{backbone.name}_{args.normalization}",
+        preprocess=functools.partial(efficientnet_lite.preprocess,
+                                     normalization=args.normalization))
+  features = transfer.cached_features(backbone, variables, split.paths, Path(args.cache_dir),
+                                      resize=args.resize)
   fc = load_efficientnet_lite0()["params"]["fc"]
   top = (features @ fc["kernel"] + fc["bias"]).argmax(-1)
   per_class = {}
@@ -57,8 +72,11 @@ def main():
       "what": "EfficientNet-Lite0 (efficientnet-lite0-57934424.pth, imported by playbook.weights) "
               "ImageNet top-1 class of each cats_and_dogs/validation image, in the right "
               "species group (cats 281-285, dogs 151-268)",
-      "preprocessing": "resize shorter side to 224 (bicubic), centre crop 224, "
-                       "(x/255 - [0.485, 0.456, 0.406]) / [0.229, 0.224, 0.225]",
+      "preprocessing": ("resize shorter side to 224 (bicubic), centre crop 224, then "
+                        if args.resize == "crop" else "resize the whole image to 224x224 "
+                        "(bicubic, aspect ratio not kept), then ") +
+                       f"(x - {MEAN_RGB[args.normalization]}) / {STD_RGB[args.normalization]} "
+                       f"({args.normalization!r} normalisation)",
       "fraction_in_right_group": right / len(split), "in_right_group": right,
       "images": len(split), "bar": 0.90, "per_class": per_class,
       "wall_seconds": time.perf_counter() - start,

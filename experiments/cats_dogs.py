@@ -85,8 +85,10 @@ def get_config(arg: str = ""):
   config.train.num_epochs = 30
   config.train.eval_batch_size = 200
   config.train.patience = 0
-  config.train.best_metric = "accuracy"
-  config.train.best_mode = "max"
+  # Model selection on the held-out images' cross-entropy: their accuracy (400 images, steps of
+  # 0.25 %) ties between most epochs of a head that trains in seconds.
+  config.train.best_metric = "xent"
+  config.train.best_mode = "min"
   config.train.log_every_steps = 10
 
   config.finetune = ml_collections.ConfigDict()

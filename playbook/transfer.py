@@ -115,11 +115,13 @@ def features_fn(backbone: Backbone, variables: dict, flip: bool):
 
 def cached_features(backbone: Backbone, variables: dict, paths: Sequence[Path], cache_dir: Path,
                     *, flip: bool = False, image_size: int | None = None,
-                    batch_size: int = 25, progress: bool = True) -> np.ndarray:
+                    batch_size: int = 25, progress: bool = True,
+                    resize: str = "crop") -> np.ndarray:
   """Backbone features of ``paths``, shape (n, d), or (n, 2, d) with ``flip`` (original,
   mirrored), read from ``cache_dir`` when a previous run computed them for the same files."""
   image_size = image_size or backbone.image_size
   manifest = {"backbone": backbone.name, "image_size": image_size, "flip": flip,
+              **({"resize": resize} if resize != "crop" else {}),
               "files": [str(p) for p in paths]}
   manifest_path = cache_dir / "manifest.json"
   if manifest_path.exists() and json.loads(manifest_path.read_text()) != manifest:
@@ -139,7 +141,7 @@ def cached_features(backbone: Backbone, variables: dict, paths: Sequence[Path], 
       continue
     fn = fn or features_fn(backbone, variables, flip)
     rows = []
-    for images in image_batches(paths[start:start + n], image_size, batch_size):
+    for images in image_batches(paths[start:start + n], image_size, batch_size, resize=resize):
       real = len(images)
       if real < batch_size:  # One compiled shape: pad the last batch.
         images = np.concatenate([images, np.zeros((batch_size - real, *images.shape[1:]),

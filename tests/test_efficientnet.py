@@ -21,7 +21,7 @@ def center_crop(rgb: np.ndarray, size: int) -> np.ndarray:
 
 def torch_forward(model, x: np.ndarray) -> np.ndarray:
   with torch.no_grad():
-    return model(torch.from_numpy(x).permute(0, 3, 1, 2)).numpy()
+    return model(torch.from_numpy(np.array(x)).permute(0, 3, 1, 2)).numpy()
 
 
 @pytest.fixture(scope="module")

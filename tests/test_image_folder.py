@@ -7,7 +7,7 @@ import pytest
 
 from image_folders import make_cats_dogs
 from playbook.data.image_folder import image_folder_split
-from playbook.data.images import image_batches, read_rgb, resize_center_crop
+from playbook.data.images import image_batches, read_rgb, resize_center_crop, resize_whole
 from playbook.data.paths import DataError
 
 
@@ -53,3 +53,11 @@ def test_batches_keep_order_and_size(tmp_path):
 def test_real_cats_and_dogs_split_sizes(real_cats_dogs_dir):
   split = image_folder_split("validation", real_cats_dogs_dir.parent)
   assert len(split) == 1000 and np.bincount(split.labels).tolist() == [500, 500]
+
+
+def test_squash_resize_keeps_the_whole_image():
+  rgb = np.zeros((40, 80, 3), np.uint8)
+  rgb[:, :8] = 255  # A bright band at the far left: cropped away by centre crop, kept here.
+  out = resize_whole(rgb, 20)
+  assert out.shape == (20, 20, 3) and out[:, 0].min() > 200
+  assert resize_center_crop(rgb, 20)[:, 0].max() < 50

@@ -39,19 +39,28 @@ def resize_center_crop(rgb: np.ndarray, size: int) -> np.ndarray:
   return np.asarray(image.crop((left, top, left + size, top + size)))
 
 
-def load_image(path: str | os.PathLike, size: int) -> np.ndarray:
-  return resize_center_crop(read_rgb(path), size)
+def resize_whole(rgb: np.ndarray, size: int) -> np.ndarray:
+  """Scales the whole image to ``size`` x ``size`` (bicubic), aspect ratio not kept."""
+  return np.asarray(Image.fromarray(np.asarray(rgb, np.uint8)).resize((size, size), Image.BICUBIC))
+
+
+RESIZERS = {"crop": resize_center_crop, "squash": resize_whole}
+
+
+def load_image(path: str | os.PathLike, size: int, resize: str = "crop") -> np.ndarray:
+  return RESIZERS[resize](read_rgb(path), size)
 
 
 def image_batches(paths: Sequence[Path], size: int, batch_size: int, *, prefetch: int = 2,
-                  workers: int = 2) -> Iterator[np.ndarray]:
+                  workers: int = 2, resize: str = "crop") -> Iterator[np.ndarray]:
   """uint8 batches (B, size, size, 3) of ``paths`` in order; at most ``prefetch`` batches are
   decoded ahead, so memory stays bounded whatever the number of images."""
   starts = range(0, len(paths), batch_size)
   with concurrent.futures.ThreadPoolExecutor(workers) as pool:
     pending: deque = deque()
     for start in starts:
-      pending.append([pool.submit(load_image, p, size) for p in paths[start:start + batch_size]])
+      pending.append([pool.submit(load_image, p, size, resize)
+                      for p in paths[start:start + batch_size]])
       if len(pending) > prefetch:
         yield np.stack([f.result() for f in pending.popleft()])
     while pending:
