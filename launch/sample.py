@@ -9,16 +9,14 @@ refused with the characters named.
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
-import ml_collections
 from absl import app, flags, logging
 
 from playbook import char_lm
 from playbook.data import DataError
-from playbook.data.text import CharVocab, VocabError
+from playbook.data.text import VocabError
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory of a char_lstm run.")
 _PRIME = flags.DEFINE_string("prime", "Anna", "Text the sample starts from.")
@@ -30,24 +28,12 @@ _OUTPUT = flags.DEFINE_string("output", None, "Also write the text to this file.
 flags.mark_flags_as_required(["workdir"])
 
 
-def load_run(workdir: Path):
-  config_path = workdir / "config.json"
-  if not config_path.is_file():
-    raise DataError(f"No config.json in {workdir}: give the --workdir of a char_lstm run.")
-  config = ml_collections.ConfigDict(json.loads(config_path.read_text()))
-  if config.study != "char_lstm":
-    raise DataError(f"{workdir} holds a {config.study!r} run, not a char_lstm one.")
-  vocab = CharVocab.load(workdir / char_lm.VOCAB_FILE)
-  model, params = char_lm.restore_best_params(config, workdir, len(vocab))
-  return model, params, vocab
-
-
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   logging.set_verbosity(logging.WARNING)
   try:
-    model, params, vocab = load_run(Path(_WORKDIR.value))
+    model, params, vocab = char_lm.load_run(Path(_WORKDIR.value))
     text = char_lm.generate(model, params, vocab, prime=_PRIME.value, length=_LENGTH.value,
                             temperature=_TEMPERATURE.value, top_k=_TOP_K.value,
                             seed=_SEED.value)

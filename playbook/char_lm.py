@@ -7,6 +7,7 @@ a sample from the best checkpoint, ``results.json``. ``launch/sample.py`` reads 
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -18,6 +19,7 @@ import optax
 
 from playbook import parallel, plots, rundir
 from playbook.data import text as text_data
+from playbook.data.paths import DataError
 from playbook.models.lstm import CharLSTM, zero_carry
 from playbook.train import fit, init_train_state
 from playbook.train.checkpoint import Checkpoints
@@ -202,3 +204,16 @@ def run(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
         f"nats/char (epoch {result.best_epoch}); wall {results['wall_seconds']:.0f} s; sample in "
         f"{workdir / 'sample.txt'}")
   return results
+
+
+def load_run(workdir: Path):
+  """(model, best params, vocabulary) of a finished char_lstm run, from its files alone."""
+  config_path = workdir / "config.json"
+  if not config_path.is_file():
+    raise DataError(f"No config.json in {workdir}: give the --workdir of a char_lstm run.")
+  config = ml_collections.ConfigDict(json.loads(config_path.read_text()))
+  if config.study != "char_lstm":
+    raise DataError(f"{workdir} holds a {config.study!r} run, not a char_lstm one.")
+  vocab = text_data.CharVocab.load(workdir / VOCAB_FILE)
+  model, params = restore_best_params(config, workdir, len(vocab))
+  return model, params, vocab

@@ -14,7 +14,6 @@ import optax
 import pytest
 
 from conftest import ROOT
-from launch import sample as sample_cli
 from playbook import char_lm
 from playbook.data import DataError
 from playbook.data import text as text_data
@@ -211,7 +210,7 @@ def test_sample_cli_reads_the_run_back(tiny_run):
 def test_sample_cli_names_a_prime_outside_the_vocabulary(tiny_run):
   workdir, _ = tiny_run
   with pytest.raises(text_data.VocabError, match="'E', 'H', 'T'"):
-    model, params, vocab = sample_cli.load_run(workdir)
+    model, params, vocab = char_lm.load_run(workdir)
     char_lm.generate(model, params, vocab, prime="THE", length=5, temperature=1.0, top_k=0,
                      seed=0)
 
