@@ -104,7 +104,7 @@ def jax_side(params: dict, config, content_bgr: np.ndarray, style_bgr: np.ndarra
   params = jax.device_put(params)
   targets = jax.jit(objective.targets)(params, jnp.asarray(content_bgr), jnp.asarray(style_bgr))
   state = {"image": jnp.array(content_bgr)}
-  state["opt"] = jax.tree.map(jnp.copy, optimizer.init(state["image"]))
+  state["opt"] = stylize.fresh_state(optimizer.init(state["image"]))
 
   def step():
     state["image"], state["opt"], loss = step_fn(state["image"], state["opt"], params, targets)
