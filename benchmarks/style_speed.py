@@ -24,7 +24,6 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 from playbook import images, rundir, stylize
 from playbook.models import vgg
@@ -104,7 +103,7 @@ def jax_side(params: dict, config, content_bgr: np.ndarray, style_bgr: np.ndarra
   params = jax.device_put(params)
   targets = jax.jit(objective.targets)(params, jnp.asarray(content_bgr), jnp.asarray(style_bgr))
   state = {"image": jnp.array(content_bgr)}
-  state["opt"] = jax.tree.map(jnp.copy, optimizer.init(state["image"]))
+  state["opt"] = stylize.fresh_state(optimizer.init(state["image"]))
 
   def step():
     state["image"], state["opt"], loss = step_fn(state["image"], state["opt"], params, targets)
@@ -129,6 +128,8 @@ def main():
   parser.add_argument("--steps", type=int, default=5, help="Iterations per timed repeat.")
   parser.add_argument("--torch_threads", type=int, default=0,
                       help="torch.set_num_threads for the peer (0: PyTorch's default).")
+  parser.add_argument("--torch_1thread_column", action="store_true",
+                      help="Also time the peer on 1 thread, interleaved (busy machines).")
   parser.add_argument("--out", default=str(RESULTS))
   args = parser.parse_args()
   import torch
@@ -152,19 +153,30 @@ def main():
     loss_jax, loss_torch = jax_loss(probe), torch_loss(probe)
     jax_step().block_until_ready()  # Compile, and one warm step each.
     torch_step()
-    jax_ips, torch_ips = [], []
-    for _ in range(args.repeats):  # Alternate the two sides: both see the same machine load.
+    jax_ips, torch_ips, torch1_ips = [], [], []
+    threads = torch.get_num_threads()
+    for _ in range(args.repeats):  # Alternate the sides: all see the same machine load.
       jax_ips.append(iterations_per_second(jax_step, args.steps, lambda o: o.block_until_ready()))
       torch_ips.append(iterations_per_second(torch_step, args.steps, lambda o: None))
+      if args.torch_1thread_column:  # The peer on one thread: faster when the cores are busy.
+        torch.set_num_threads(1)
+        torch1_ips.append(iterations_per_second(torch_step, args.steps, lambda o: None))
+        torch.set_num_threads(threads)
     ratios = [j / t for j, t in zip(jax_ips, torch_ips)]
     row = {"size": list(content_bgr.shape[1:3]), "jax_it_per_s": jax_ips,
            "torch_it_per_s": torch_ips, "ratio_per_repeat": ratios,
            "median_ratio": statistics.median(ratios),
            "loss_rel_diff": abs(loss_jax - loss_torch) / abs(loss_torch)}
+    if torch1_ips:
+      row["torch_1thread_it_per_s"] = torch1_ips
+      row["median_ratio_vs_best_peer"] = statistics.median(
+          j / max(t, t1) for j, t, t1 in zip(jax_ips, torch_ips, torch1_ips))
     rows.append(row)
     print(f"{size:4d} px {tuple(row['size'])}: JAX {statistics.median(jax_ips):.2f} it/s, "
           f"PyTorch {statistics.median(torch_ips):.2f} it/s, median ratio "
-          f"{row['median_ratio']:.2f}x (loss rel. diff {row['loss_rel_diff']:.1e})")
+          f"{row['median_ratio']:.2f}x (loss rel. diff {row['loss_rel_diff']:.1e})"
+          + (f"; PyTorch 1 thread {statistics.median(torch1_ips):.2f} it/s, ratio to the faster "
+             f"peer {row['median_ratio_vs_best_peer']:.2f}x" if torch1_ips else ""))
   results = {"benchmark": "style_speed", "bar": ">= 1.3x the PyTorch peer",
              "iteration": "loss + image gradient + Adam update, VGG16 to block5_conv1",
              "rows": rows, "torch": torch.__version__, "torch_threads": torch.get_num_threads(),

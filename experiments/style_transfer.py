@@ -7,8 +7,10 @@ Night, VGG16 features, L-BFGS over the pixels, coarse to fine 256 -> 512.
 Image paths are relative to $PLAYBOOK_DATA_DIR (or absolute). Writes result.png,
 plots/side_by_side.png, plots/loss.png, progress.gif (gif_every > 0), metrics.jsonl and
 results.json (final loss terms, wall time) under the workdir. A finished workdir is not redone.
-The same code behind ``python -m launch.stylize`` (one pair of files, no workdir); the README's
-gallery lists commands and wall times.
+The same code behind ``python -m launch.stylize`` (one pair of files, no workdir). Result: this
+full-size config was not run on the shared 2-core machine; the README's gallery (Adam, 256 px,
+100 steps, via launch.stylize) lists the runs that were, with commands and wall times. ``:quick``
+(48 -> 64 px, 5 + 5 steps) is what the tests run (with Adam).
 """
 
 from __future__ import annotations

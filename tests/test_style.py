@@ -20,7 +20,7 @@ from PIL import Image
 from playbook import colors, images, stylize
 from playbook.data.paths import DataError
 from playbook.models import vgg
-from playbook.style import StyleObjective, gram_matrix, total_variation_loss
+from playbook.style import gram_matrix, total_variation_loss
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -97,6 +97,7 @@ def test_a_few_steps_lower_the_total_loss(random_vgg16_params, photos, optimizer
   result = stylize.stylize(config, random_vgg16_params, *photos)
   losses = [row["loss"] for row in result.history]
   assert len(losses) == 4 and losses[-1] < 0.7 * losses[0]
+  assert result.compilations == 1  # One jitted step, compiled once (no weak-type recompile).
   if optimizer == "lbfgs":  # The line search guarantees a decrease at every step.
     assert all(b < a for a, b in zip(losses, losses[1:] + [result.parts["total"]]))
 
@@ -119,6 +120,7 @@ def test_coarse_to_fine_schedule_and_gif_frames(random_vgg16_params, photos):
   assert [row["size"] for row in result.history] == [24, 24, 40, 40, 40]
   assert result.image.shape == (33, 40, 3)  # Content 40x48 -> longer side 40.
   assert len(result.frames) == 4  # Steps 0, 2, 4, and the final image.
+  assert result.compilations == 2  # Once per scale.
 
 
 def test_luminance_transfer_keeps_content_chroma_and_result_luminance(photos):
