@@ -102,8 +102,9 @@ def test_quick_config_trains_end_to_end(study, tmp_path, monkeypatch):
   assert results["data_copy"] == "official CIFAR-10 python batches"
   assert 0.0 <= results["test_accuracy"]["mean"] <= 1.0
   assert np.isfinite(results["test_loss"]["mean"])
-  epochs = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
-            if '"test_curve"' in line]
+  rows = [json.loads(line)
+          for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+  epochs = [row for row in rows if row["split"] == "test_curve"]
   assert len(epochs) == 2  # The test set after each epoch, for the curves.
   for plot in ("learning_curves", "confusion_matrix", "test_predictions",
                "most_confident_mistakes", "accuracy_vs_time"):
