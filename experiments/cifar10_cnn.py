@@ -22,7 +22,7 @@ def get_config(arg: str = ""):
   config = configs.classifier_config(study="cifar10_cnn", data="cifar10", hidden=(), dropout=0.0)
   config.model = ml_collections.ConfigDict(dict(
       name="seed_cnn", widths=(32, 64), hidden=512, conv_dropout=0.25, dropout=0.5,
-      fast_conv=True))  # fast_conv: matmul weight gradients (playbook/models/fast_conv.py).
+      fast_conv=True))  # Matmul weight gradients, reshape-max pooling (models/fast_conv.py).
   config.optim.name = "adamw"
   config.optim.learning_rate = 1e-3
   config.optim.weight_decay = 5e-4

@@ -152,6 +152,7 @@ def run(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
       "epochs_run": len(result.history),
       "train_seconds": result.train_seconds,
       "train_steps_per_second": result.steps_per_second,
+      "train_seconds_per_epoch_cumulative": result.epoch_seconds,
       "parallel": {"mesh": dict(mesh.shape), "processes": jax.process_count(),
                    "global_batch_size": batch_size,
                    "per_device_batch_size": batch_size // mesh.size,
@@ -163,7 +164,7 @@ def run(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
                    config.train.eval_batch_size)
   regularised = (config.model.get("dropout", 0) > 0 or config.augment.max_shift
                  or config.augment.flip_lr)
-  plot_results(workdir, result.history, test, logits, data,
+  plot_results(workdir, result.history, test, logits, data, epoch_seconds=result.epoch_seconds,
                curves_title="Learning curves" + (" (train metrics measured with dropout and "
                                                  "augmentation on)" if regularised else ""))
 
@@ -180,14 +181,14 @@ def run(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
 
 
 def plot_results(workdir: Path, history, test, logits, data, *,
-                 curves_title: str = "Learning curves") -> None:
+                 curves_title: str = "Learning curves", epoch_seconds=None) -> None:
   """Learning curves, test confusion matrix, a grid of test predictions, the worst mistakes."""
   plot_dir = workdir / "plots"
   predictions = logits.argmax(-1)
   labels = data.test.y
   plots.learning_curves(history, plot_dir / "learning_curves.png", test=test, title=curves_title)
-  if history and "test_curve" in history[-1]:
-    plots.accuracy_vs_time(history, plot_dir / "accuracy_vs_time.png")
+  if history and "test_curve" in history[-1] and epoch_seconds:
+    plots.accuracy_vs_time(history, epoch_seconds, plot_dir / "accuracy_vs_time.png")
   plots.confusion_matrix(labels, predictions, data.class_names, plot_dir / "confusion_matrix.png")
   plots.image_grid(data.test.x[:32], labels[:32], predictions[:32], data.class_names,
                    plot_dir / "test_predictions.png", title="First test images: predicted (true)")

@@ -45,10 +45,10 @@ def learning_curves(history: list[dict], path: Path, *, test: dict | None = None
   return save(fig, path)
 
 
-def accuracy_vs_time(history: list[dict], path: Path, *, split: str = "test_curve",
+def accuracy_vs_time(history: list[dict], seconds: list[float], path: Path, *,
+                     split: str = "test_curve",
                      title: str = "Accuracy against training time") -> Path:
   """``split`` accuracy after each epoch against the training wall time up to it."""
-  seconds = [row["seconds"] for row in history]
   accuracy = [float(np.mean(row[split]["accuracy"])) for row in history]
   fig, ax = plt.subplots(figsize=(6, 4))
   ax.plot(seconds, accuracy, "o-")

@@ -102,9 +102,19 @@ def test_quick_config_trains_end_to_end(study, tmp_path, monkeypatch):
   assert results["data_copy"] == "official CIFAR-10 python batches"
   assert 0.0 <= results["test_accuracy"]["mean"] <= 1.0
   assert np.isfinite(results["test_loss"]["mean"])
-  epochs = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
-            if '"test_curve"' in line]
+  rows = [json.loads(line)
+          for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+  epochs = [row for row in rows if row["split"] == "test_curve"]
   assert len(epochs) == 2  # The test set after each epoch, for the curves.
   for plot in ("learning_curves", "confusion_matrix", "test_predictions",
                "most_confident_mistakes", "accuracy_vs_time"):
     assert (tmp_path / "run" / "plots" / f"{plot}.png").is_file()
+
+
+def test_reshape_max_pool_matches_nn_max_pool_in_value_and_gradient():
+  x = jax.random.normal(jax.random.PRNGKey(3), (2, 7, 6, 3))  # Odd height: last row dropped.
+  pool = lambda fast: lambda x: fast_conv.max_pool_2x2(x, fast=fast)
+  np.testing.assert_array_equal(pool(True)(x), pool(False)(x))
+  assert pool(True)(x).shape == (2, 3, 3, 3)
+  grad = lambda fast: jax.grad(lambda x: jnp.sum(pool(fast)(x) ** 3))(x)
+  np.testing.assert_allclose(grad(True), grad(False), rtol=1e-6)

@@ -66,6 +66,22 @@ def _conv2d_bwd(padding, residuals, g):
 conv2d.defvjp(_conv2d_fwd, _conv2d_bwd)
 
 
+def max_pool_2x2(x: jax.Array, *, fast: bool = True) -> jax.Array:
+  """2x2 max-pooling, stride 2, VALID (an odd last row/column is dropped), NHWC.
+
+  ``fast=True`` writes it as reshape + max: the same values, and a gradient that XLA's CPU
+  backend runs about 4.6x faster than ``nn.max_pool``'s select-and-scatter (152 ms against 33 ms
+  on (128, 30, 30, 32), ``benchmarks/pool_gradient_probe.py``). The gradient differs only for
+  ties inside a window (reshape + max splits it among them). ``fast=False`` is ``nn.max_pool``
+  (what an ONNX export should see: call it with ``window_shape=`` as a keyword).
+  """
+  if not fast:
+    return nn.max_pool(x, window_shape=(2, 2), strides=(2, 2))
+  n, h, w, c = x.shape
+  x = x[:, : h // 2 * 2, : w // 2 * 2]
+  return x.reshape(n, h // 2, 2, w // 2, 2, c).max(axis=(2, 4))
+
+
 class Conv(nn.Module):
   """``nn.Conv`` for square stride-1 kernels (same parameters ``kernel`` HWIO and ``bias``).
 

@@ -18,7 +18,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 import numpy as np
 
-from playbook.models.fast_conv import Conv
+from playbook.models.fast_conv import Conv, max_pool_2x2
 
 
 def whitening_kernel(images: np.ndarray, patch_size: int = 2, eps: float = 5e-4) -> np.ndarray:
@@ -51,7 +51,7 @@ class ConvGroup(nn.Module):
     bn = lambda: nn.BatchNorm(use_running_average=not train, momentum=self.bn_momentum,
                               epsilon=1e-12, use_scale=False)
     x = Conv(self.width, use_bias=False, fast=self.fast_conv)(x)
-    x = nn.max_pool(x, window_shape=(2, 2), strides=(2, 2))
+    x = max_pool_2x2(x, fast=self.fast_conv)
     x = nn.gelu(bn()(x))
     x = Conv(self.width, use_bias=False, fast=self.fast_conv)(x)
     return nn.gelu(bn()(x))

@@ -45,6 +45,7 @@ class FitResult:
   train_seconds: float     # Wall time of the epochs run in this process (compile included).
   steps_per_second: float | None  # Training steps/s, first (compiling) epoch excluded.
   mesh: jax.sharding.Mesh | None = None  # The devices it trained on; ``state`` lives there.
+  epoch_seconds: list[float] = dataclasses.field(default_factory=list)  # Cumulative, per epoch.
 
 
 def maybe_vmap(fn, num_seeds: int, in_axes):
@@ -167,7 +168,8 @@ def fit(*, init_fn: InitFn, loss_fn, tx: optax.GradientTransformation,
   several processes, every process calls ``fit`` and only process 0 logs and shows progress.
   ``curve_data`` ({name: host arrays}, e.g. the test set) is evaluated after every epoch for the
   learning curves only (history rows and metrics under that name); it never selects a model.
-  Each history row also has ``seconds``: training wall time up to that epoch, over resumptions.
+  ``FitResult.epoch_seconds`` is the training wall time up to each epoch, over resumptions (kept
+  out of ``history``, which is a deterministic function of the config).
   """
   mesh = mesh if mesh is not None else parallel.make_mesh()
   if not isinstance(train_data, parallel.RowSharded):
@@ -240,9 +242,9 @@ def fit(*, init_fn: InitFn, loss_fn, tx: optax.GradientTransformation,
       curve_metrics = jax.tree.map(np.asarray, evaluate_fn(state, batches))
       writer.write(global_step, name, curve_metrics)
       row[name] = _jsonable(curve_metrics)
-    meta["seconds"] = meta.get("seconds", 0.0) + elapsed
-    row["seconds"] = meta["seconds"]
     meta["history"].append(row)
+    seconds = meta.setdefault("seconds", [])
+    seconds.append((seconds[-1] if seconds else 0.0) + elapsed)
 
     score = float(np.mean(val_metrics[cfg.best_metric]))
     meta["epoch"] = epoch + 1
@@ -266,4 +268,5 @@ def fit(*, init_fn: InitFn, loss_fn, tx: optax.GradientTransformation,
   ckpt.close()
   steps_per_second = timed_steps / timed_seconds if timed_seconds else None
   return FitResult(state=state, history=meta["history"], best_epoch=meta["best_epoch"],
-                   train_seconds=train_seconds, steps_per_second=steps_per_second, mesh=mesh)
+                   train_seconds=train_seconds, steps_per_second=steps_per_second, mesh=mesh,
+                   epoch_seconds=meta.get("seconds", []))
