@@ -7,8 +7,6 @@ from typing import Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
-from playbook.models.layers import Dropout
-
 
 class MLP(nn.Module):
   hidden: Sequence[int]
@@ -20,5 +18,5 @@ class MLP(nn.Module):
     x = x.reshape(x.shape[0], -1)
     for width in self.hidden:
       x = nn.relu(nn.Dense(width)(x))
-      x = Dropout(self.dropout, deterministic=not train)(x)
+      x = nn.Dropout(self.dropout, deterministic=not train)(x)
     return nn.Dense(self.num_classes)(x)
