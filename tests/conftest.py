@@ -30,38 +30,36 @@ def write_idx_gz(path: Path, array: np.ndarray, magic: int) -> Path:
   return path
 
 
+def real_path(relative: str, marker: str | None = None) -> Path:
+  """$PLAYBOOK_DATA_DIR/``relative``; the calling test skips when it (or ``marker`` in it) is
+  missing, so unit tests run anywhere and real-data tests run in CI."""
+  root = os.environ.get("PLAYBOOK_DATA_DIR")
+  path = Path(root or ".") / relative
+  if not root or not (path / marker if marker else path).exists():
+    pytest.skip(f"needs the real {relative or 'data'}: set PLAYBOOK_DATA_DIR "
+                "(CI points it at ../shared/data)")
+  return path
+
+
 @pytest.fixture(scope="session")
 def real_data_dir() -> Path:
-  """$PLAYBOOK_DATA_DIR with the real MNIST files; tests that need it skip without it."""
-  root = os.environ.get("PLAYBOOK_DATA_DIR")
-  if not root or not (Path(root) / "mnist" / "t10k-labels-idx1-ubyte.gz").exists():
-    pytest.skip("needs the real data: set PLAYBOOK_DATA_DIR (CI points it at ../shared/data)")
-  return Path(root)
+  """$PLAYBOOK_DATA_DIR with the real MNIST files."""
+  return real_path("", "mnist/t10k-labels-idx1-ubyte.gz")
 
 
 @pytest.fixture(scope="session")
 def real_weights_dir() -> Path:
-  """$PLAYBOOK_DATA_DIR/weights with the real VGG16 base; tests that need it skip without it."""
-  root = os.environ.get("PLAYBOOK_DATA_DIR")
-  name = "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
-  if not root or not (Path(root) / "weights" / name).exists():
-    pytest.skip("needs the real weights: set PLAYBOOK_DATA_DIR (CI points it at ../shared/data)")
-  return Path(root) / "weights"
+  """$PLAYBOOK_DATA_DIR/weights with the real VGG16 base."""
+  return real_path("weights", "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5")
 
 
 @pytest.fixture(scope="session")
 def real_cats_dogs_dir() -> Path:
-  """$PLAYBOOK_DATA_DIR/cats_and_dogs; tests that need it skip without it."""
-  root = os.environ.get("PLAYBOOK_DATA_DIR")
-  if not root or not (Path(root) / "cats_and_dogs" / "resized.sha256").exists():
-    pytest.skip("needs the real data: set PLAYBOOK_DATA_DIR (CI points it at ../shared/data)")
-  return Path(root) / "cats_and_dogs"
+  """$PLAYBOOK_DATA_DIR/cats_and_dogs."""
+  return real_path("cats_and_dogs", "resized.sha256")
 
 
 @pytest.fixture(scope="session")
 def anna_path() -> Path:
-  """The real $PLAYBOOK_DATA_DIR/text/anna.txt; tests that need it skip without it."""
-  root = os.environ.get("PLAYBOOK_DATA_DIR")
-  if not root or not (Path(root) / "text" / "anna.txt").exists():
-    pytest.skip("needs the real data: set PLAYBOOK_DATA_DIR (CI points it at ../shared/data)")
-  return Path(root) / "text" / "anna.txt"
+  """The real $PLAYBOOK_DATA_DIR/text/anna.txt."""
+  return real_path("text/anna.txt")
