@@ -10,26 +10,16 @@ import os
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from playbook import plots
-from playbook.data.paths import DataError
+from playbook.data.images import read_rgb
 
 
 def load_image(path: str | os.PathLike, *, what: str = "image") -> np.ndarray:
   """Decodes ``path`` into a float32 RGB array in 0..255; a DataError names a bad file and why."""
-  path = Path(path).expanduser()
-  if not path.is_file():
-    raise DataError(f"Missing {what} {path}: no such file. Pass the path of a JPEG or PNG "
-                    "(the staged examples are in $PLAYBOOK_DATA_DIR/style/).")
-  try:
-    with Image.open(path) as img:
-      img.load()  # Decode now: a truncated file fails here, not later.
-      rgb = img.convert("RGB")
-  except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-    raise DataError(f"Unreadable {what} {path}: {e}. Pass a JPEG or PNG file that an image "
-                    "viewer opens.") from e
-  return np.asarray(rgb, np.float32)
+  hint = " (The staged examples are in $PLAYBOOK_DATA_DIR/style/.)"
+  return read_rgb(path, what=what, hint=hint).astype(np.float32)
 
 
 def resize(image: np.ndarray, long_side: int) -> np.ndarray:

@@ -15,16 +15,20 @@ from PIL import Image, UnidentifiedImageError
 from playbook.data.paths import DataError
 
 
-def read_rgb(path: str | os.PathLike) -> np.ndarray:
-  """The image at ``path`` as uint8 RGB (H, W, 3); ``DataError`` if it cannot be decoded."""
+def read_rgb(path: str | os.PathLike, *, what: str = "image", hint: str = "") -> np.ndarray:
+  """The image at ``path`` as uint8 RGB (H, W, 3); a ``DataError`` names a missing or undecodable
+  file (``what`` says which image it is, ``hint`` where to find a good one)."""
+  path = Path(path).expanduser()
+  if not path.is_file():
+    raise DataError(f"Missing {what} {path}: no such file.{hint}")
   try:
     with Image.open(path) as image:
+      image.load()  # Decode now: a truncated file fails here, not later.
       return np.asarray(image.convert("RGB"))
-  except FileNotFoundError as e:
-    raise DataError(f"Image {path} does not exist.") from e
   except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-    raise DataError(f"Image {path} cannot be decoded ({type(e).__name__}: {e}); it is not a "
-                    "readable JPEG/PNG/... file. Replace or remove it.") from e
+    raise DataError(f"Unreadable {what} (file {path} cannot be decoded: {type(e).__name__}: "
+                    f"{e}); it is not a readable JPEG/PNG/... file. Replace or remove it.{hint}"
+                    ) from e
 
 
 def resize_center_crop(rgb: np.ndarray, size: int) -> np.ndarray:
