@@ -33,6 +33,11 @@ from playbook.data.image_folder import image_folder_split
 from playbook.weights import load_efficientnet_lite0
 
 GROUPS = {"cats": range(281, 286), "dogs": range(151, 269)}
+RESIZE_TEXT = {
+    "crop": "resize shorter side to 224 (bicubic), centre crop 224, then ",
+    "squash": "resize the whole image to 224x224 (bicubic, aspect ratio not kept), then ",
+    "eval_crop": "central square of 87.5 % of the shorter side resized to 224x224 (bicubic), then ",
+}
 RESULTS = Path(__file__).parent / "results" / "lite0_species.json"
 
 
@@ -43,8 +48,10 @@ def main():
   parser.add_argument("--normalization", default="imagenet", choices=sorted(MEAN_RGB),
                       help="imagenet: what efficientnet-lite-pytorch documents; tf: (x - 127) / "
                            "128, what the official TF EfficientNet-Lite code feeds its models")
-  parser.add_argument("--resize", default="crop", choices=["crop", "squash"],
-                      help="crop: shorter side to 224, centre crop; squash: whole image to 224x224")
+  parser.add_argument("--resize", default="crop", choices=["crop", "squash", "eval_crop"],
+                      help="crop: shorter side to 224, centre crop; squash: whole image to 224x224; "
+                           "eval_crop: the central 87.5 %% of the shorter side scaled to 224 (the "
+                           "official EfficientNet evaluation crop)")
   args = parser.parse_args()
   start = time.perf_counter()
   split = image_folder_split("validation")
@@ -72,9 +79,7 @@ def main():
       "what": "EfficientNet-Lite0 (efficientnet-lite0-57934424.pth, imported by playbook.weights) "
               "ImageNet top-1 class of each cats_and_dogs/validation image, in the right "
               "species group (cats 281-285, dogs 151-268)",
-      "preprocessing": ("resize shorter side to 224 (bicubic), centre crop 224, then "
-                        if args.resize == "crop" else "resize the whole image to 224x224 "
-                        "(bicubic, aspect ratio not kept), then ") +
+      "preprocessing": RESIZE_TEXT[args.resize] +
                        f"(x - {MEAN_RGB[args.normalization]}) / {STD_RGB[args.normalization]} "
                        f"({args.normalization!r} normalisation)",
       "fraction_in_right_group": right / len(split), "in_right_group": right,

@@ -48,7 +48,18 @@ def resize_whole(rgb: np.ndarray, size: int) -> np.ndarray:
   return np.asarray(Image.fromarray(np.asarray(rgb, np.uint8)).resize((size, size), Image.BICUBIC))
 
 
-RESIZERS = {"crop": resize_center_crop, "squash": resize_whole}
+def resize_eval_crop(rgb: np.ndarray, size: int, fraction: float = 0.875) -> np.ndarray:
+  """The EfficientNet/Inception evaluation crop: the central square of ``fraction`` of the
+  shorter side (224 of 256), scaled to ``size`` x ``size`` (bicubic)."""
+  image = Image.fromarray(np.asarray(rgb, np.uint8))
+  width, height = image.size
+  side = fraction * min(width, height)
+  left, top = (width - side) / 2, (height - side) / 2
+  return np.asarray(image.resize((size, size), Image.BICUBIC,
+                                 box=(left, top, left + side, top + side)))
+
+
+RESIZERS = {"crop": resize_center_crop, "squash": resize_whole, "eval_crop": resize_eval_crop}
 
 
 def load_image(path: str | os.PathLike, size: int, resize: str = "crop") -> np.ndarray:
