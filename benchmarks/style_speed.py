@@ -9,7 +9,17 @@ weights (read once by ``playbook.weights.load_vgg`` and copied into ``torch.nn.C
 backbone frozen (``requires_grad=False``), both networks truncated after the deepest layer used
 (block5_conv1). The two sides are timed alternately, several repeats, and the JSON in
 ``benchmarks/results/style_speed.json`` reports iterations/s per repeat and the median ratio.
-Before timing, both sides' losses at the same image are compared (relative difference).
+Before timing, both sides' losses at the same image are compared (relative difference). Each
+timed call first waits for a quiet machine (``--quiet``, ``--max_wait``; the ``Machine`` of
+``benchmarks/train_throughput.py``) and records how many cores other processes used meanwhile.
+
+The arithmetic is counted too (``iteration_gflop``: the forward convolutions up to the deepest
+layer used, the same again for their input gradients, and the Gram matrices with their
+gradients), so each side's rate is also given in GFLOP/s and as a fraction of this machine's fp32
+matmul rate, measured in the same run (``jnp.dot`` and ``torch.mm`` of 2048x2048 matrices).
+``ceiling_ratio`` is the JAX matmul rate over the PyTorch peer's rate: the ratio JAX would reach
+if every one of its FLOPs ran at matmul peak, so no implementation of the same arithmetic on this
+machine can beat it.
 """
 
 from __future__ import annotations
@@ -25,6 +35,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from benchmarks.train_throughput import Machine
 from playbook import images, rundir, stylize
 from playbook.models import vgg
 
@@ -113,12 +124,57 @@ def jax_side(params: dict, config, content_bgr: np.ndarray, style_bgr: np.ndarra
   return step, lambda x: float(loss_at(params, jnp.asarray(x), targets))
 
 
-def iterations_per_second(step, n: int, block) -> float:
-  start = time.perf_counter()
-  for _ in range(n):
-    out = step()
-  block(out)
-  return n / (time.perf_counter() - start)
+def iteration_gflop(config, height: int, width: int) -> float:
+  """GFLOP of one iteration: the VGG convolutions (3x3, SAME) up to the deepest layer the losses
+  use, twice (forward, and the gradient to their input: the image is what is optimised; no kernel
+  gradients), plus each style layer's Gram matrix (forward and gradient, one (HW x C) x (C x C)
+  product each). Biases, ReLUs, pools and the Adam update are left out (a few percent)."""
+  used = set(config.loss.content_layers) | set(config.loss.style_layers)
+  names = vgg.conv_layer_names(config.backbone.depth)
+  deepest = max(names.index(n) for n in used)
+  flops, c_in, h, w = 0, 3, height, width
+  for b, (convs, width_out) in enumerate(zip(vgg._block_depths(config.backbone.depth),
+                                             vgg.BLOCK_WIDTHS)):
+    for i in range(convs):
+      name = f"block{b + 1}_conv{i + 1}"
+      if names.index(name) > deepest:
+        return flops / 1e9
+      flops += 2 * (2 * h * w * 9 * c_in * width_out)
+      if name in config.loss.style_layers:
+        flops += 2 * (2 * h * w * width_out * width_out)
+      c_in = width_out
+    h, w = h // 2, w // 2
+  return flops / 1e9
+
+
+def matmul_gflops(machine: Machine, repeats: int, n: int = 2048) -> dict:
+  """fp32 matmul rate (GFLOP/s, best of ``repeats``) of jitted ``jnp.dot`` and ``torch.mm``."""
+  import torch
+  a = jax.random.normal(jax.random.PRNGKey(0), (n, n), jnp.float32)
+  b = jax.random.normal(jax.random.PRNGKey(1), (n, n), jnp.float32)
+  dot = jax.jit(jnp.dot)
+  dot(a, b).block_until_ready()
+  ta, tb = torch.from_numpy(np.array(a)), torch.from_numpy(np.array(b))
+  torch.mm(ta, tb)
+  best = {"jax": 0.0, "torch": 0.0}
+  for _ in range(repeats):
+    for side, call in (("jax", lambda: dot(a, b).block_until_ready()),
+                       ("torch", lambda: torch.mm(ta, tb))):
+      seconds, _ = machine.time(call)
+      best[side] = max(best[side], 2 * n ** 3 / 1e9 / seconds)
+  return best
+
+
+def iterations_per_second(machine: Machine, step, n: int, block, loads: list) -> float:
+  """Iterations/s of ``n`` calls of ``step``, timed once the machine is quiet; the cores other
+  processes used meanwhile go to ``loads``."""
+  def run():
+    for _ in range(n):
+      out = step()
+    block(out)
+  seconds, other_cores = machine.time(run)
+  loads.append(other_cores)
+  return n / seconds
 
 
 def main():
@@ -130,6 +186,10 @@ def main():
                       help="torch.set_num_threads for the peer (0: PyTorch's default).")
   parser.add_argument("--torch_1thread_column", action="store_true",
                       help="Also time the peer on 1 thread, interleaved (busy machines).")
+  parser.add_argument("--quiet", type=float, default=0.2,
+                      help="Cores other processes may use for a timed call to count as quiet.")
+  parser.add_argument("--max_wait", type=float, default=60.0,
+                      help="Most seconds to wait for a quiet machine before each timed call.")
   parser.add_argument("--out", default=str(RESULTS))
   args = parser.parse_args()
   import torch
@@ -142,6 +202,9 @@ def main():
   data = Path(os.environ["PLAYBOOK_DATA_DIR"]) / "style"
   content = images.load_image(data / "tubingen.jpg")
   style = images.load_image(data / "starry_night.jpg")
+  machine = Machine(args.quiet, args.max_wait)
+  peak = matmul_gflops(machine, max(args.repeats, 5))
+  print(f"fp32 matmul 2048x2048: JAX {peak['jax']:.1f}, PyTorch {peak['torch']:.1f} GFLOP/s")
   rows = []
   for size in (int(s) for s in args.sizes.split(",")):
     content_bgr = np.asarray(vgg.preprocess(images.resize(content, size)[None]))
@@ -153,20 +216,32 @@ def main():
     loss_jax, loss_torch = jax_loss(probe), torch_loss(probe)
     jax_step().block_until_ready()  # Compile, and one warm step each.
     torch_step()
-    jax_ips, torch_ips, torch1_ips = [], [], []
+    jax_ips, torch_ips, torch1_ips, loads = [], [], [], []
     threads = torch.get_num_threads()
     for _ in range(args.repeats):  # Alternate the sides: all see the same machine load.
-      jax_ips.append(iterations_per_second(jax_step, args.steps, lambda o: o.block_until_ready()))
-      torch_ips.append(iterations_per_second(torch_step, args.steps, lambda o: None))
+      jax_ips.append(iterations_per_second(machine, jax_step, args.steps,
+                                           lambda o: o.block_until_ready(), loads))
+      torch_ips.append(iterations_per_second(machine, torch_step, args.steps, lambda o: None,
+                                             loads))
       if args.torch_1thread_column:  # The peer on one thread: faster when the cores are busy.
         torch.set_num_threads(1)
-        torch1_ips.append(iterations_per_second(torch_step, args.steps, lambda o: None))
+        torch1_ips.append(iterations_per_second(machine, torch_step, args.steps, lambda o: None,
+                                                loads))
         torch.set_num_threads(threads)
     ratios = [j / t for j, t in zip(jax_ips, torch_ips)]
     row = {"size": list(content_bgr.shape[1:3]), "jax_it_per_s": jax_ips,
            "torch_it_per_s": torch_ips, "ratio_per_repeat": ratios,
            "median_ratio": statistics.median(ratios),
+           "other_cores_busy_per_call": [None if v is None else round(v, 3) for v in loads],
+           "quiet_calls": f"{sum(v is not None and v < args.quiet for v in loads)}/{len(loads)}",
            "loss_rel_diff": abs(loss_jax - loss_torch) / abs(loss_torch)}
+    gflop = iteration_gflop(config, *content_bgr.shape[1:3])
+    jax_gflops = statistics.median(jax_ips) * gflop
+    torch_gflops = statistics.median(torch_ips) * gflop
+    row.update(iteration_gflop=gflop, jax_gflops=jax_gflops, torch_gflops=torch_gflops,
+               jax_fraction_of_matmul_peak=jax_gflops / peak["jax"],
+               torch_fraction_of_matmul_peak=torch_gflops / peak["torch"],
+               ceiling_ratio=peak["jax"] / torch_gflops)
     if torch1_ips:
       row["torch_1thread_it_per_s"] = torch1_ips
       row["median_ratio_vs_best_peer"] = statistics.median(
@@ -174,12 +249,14 @@ def main():
     rows.append(row)
     print(f"{size:4d} px {tuple(row['size'])}: JAX {statistics.median(jax_ips):.2f} it/s, "
           f"PyTorch {statistics.median(torch_ips):.2f} it/s, median ratio "
-          f"{row['median_ratio']:.2f}x (loss rel. diff {row['loss_rel_diff']:.1e})"
+          f"{row['median_ratio']:.2f}x (loss rel. diff {row['loss_rel_diff']:.1e}); "
+          f"{gflop:.1f} GFLOP per iteration: JAX {jax_gflops:.0f}, PyTorch {torch_gflops:.0f} "
+          f"GFLOP/s, ceiling ratio {row['ceiling_ratio']:.2f}x; quiet calls {row['quiet_calls']}"
           + (f"; PyTorch 1 thread {statistics.median(torch1_ips):.2f} it/s, ratio to the faster "
              f"peer {row['median_ratio_vs_best_peer']:.2f}x" if torch1_ips else ""))
   results = {"benchmark": "style_speed", "bar": ">= 1.3x the PyTorch peer",
              "iteration": "loss + image gradient + Adam update, VGG16 to block5_conv1",
-             "rows": rows, "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
+             "matmul_gflops": peak, "rows": rows, "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
              "xla_flags": os.environ.get("XLA_FLAGS", ""), "environment": rundir.environment()}
   out = Path(args.out)
   out.parent.mkdir(parents=True, exist_ok=True)
