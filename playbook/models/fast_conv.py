@@ -1,11 +1,21 @@
-"""A stride-1 2-D convolution whose weight gradient is computed as k*k matmuls.
+"""A stride-1 2-D convolution computed as matmuls: forward, input gradient and weight gradient.
 
-Why: on CPU, XLA's convolution weight gradient is 5-10x slower than PyTorch's oneDNN (DESIGN.md:
-32x32, 32->32 channels at batch 128: 490 ms). The same gradient written as one matmul per kernel
-tap, ``dW[i, j] = x_shifted(i, j).reshape(-1, c_in).T @ g.reshape(-1, c_out)``, runs on XLA's
-matmul path (46 ms, equal to 1e-6). The forward pass and the input gradient stay XLA's own
-convolutions, which are close to oneDNN's. ``Conv`` is a drop-in for ``nn.Conv`` (NHWC, HWIO
-kernel, same parameter names), so ``fast=False`` gives the plain ``nn.Conv`` numbers.
+Why: on this CPU, XLA's convolutions at CIFAR shapes run at 2-20 GFLOP/s in training (batch 128,
+32-64 channels): the forward pass through YNNPACK at 6-19, the input gradient (a transposed
+convolution, which falls back to a generic kernel) at about 2, the weight gradient 5-10x slower
+than PyTorch's oneDNN (DESIGN.md). A matmul runs at about 110 GFLOP/s here. So every part is an
+im2col matmul:
+
+* forward: ``patches(x) @ kernel``, where ``patches`` stacks the k*k shifted copies of the padded
+  input along the channel axis, (N*H'*W', k*k*C_in), and the HWIO kernel is reshaped to
+  (k*k*C_in, C_out) in the same (row, column, channel) order;
+* input gradient: the same convolution of the output gradient, padded by (k-1-lo, k-1-hi), with
+  the kernel rotated 180 degrees and its in/out channels swapped;
+* weight gradient: ``patches(x).T @ g`` (the forward's patches, kept as the residual).
+
+The values are the convolution's up to float32 rounding (tests compare with XLA in value and
+gradient). ``Conv`` is a drop-in for ``nn.Conv`` (NHWC, HWIO kernel, same parameter names), so
+``fast=False`` gives the plain ``nn.Conv`` path and numbers.
 """
 
 from __future__ import annotations
@@ -32,35 +42,50 @@ def _conv(x, kernel, padding):
   return lax.conv_general_dilated(x, kernel, (1, 1), padding, dimension_numbers=DIMENSION_NUMBERS)
 
 
-def weight_gradient(x: jax.Array, g: jax.Array, kernel_shape, padding: str) -> jax.Array:
-  """d(conv(x, W))/dW contracted with the output gradient ``g``, as one matmul per kernel tap."""
-  kh, kw, c_in, c_out = kernel_shape
-  if kh != kw:
-    raise ValueError(f"square kernels only, got {kh}x{kw}.")
-  lo, hi = _pad_amounts(kh, padding)
+def patches(x: jax.Array, kernel_size: int, pads: tuple[int, int]) -> jax.Array:
+  """(N, H', W', k*k*C): for each output position, its k x k input window, row by row, channels
+  innermost (the order of an HWIO kernel reshaped to (k*k*C_in, C_out))."""
+  lo, hi = pads
   xp = jnp.pad(x, ((0, 0), (lo, hi), (lo, hi), (0, 0)))
-  h_out, w_out = g.shape[1], g.shape[2]
-  g2 = g.reshape(-1, c_out)
-  taps = [xp[:, i:i + h_out, j:j + w_out, :].reshape(-1, c_in).T @ g2
-          for i in range(kh) for j in range(kw)]
-  return jnp.stack(taps).reshape(kernel_shape)
+  h_out, w_out = xp.shape[1] - kernel_size + 1, xp.shape[2] - kernel_size + 1
+  return jnp.concatenate([xp[:, i:i + h_out, j:j + w_out, :] for i in range(kernel_size)
+                          for j in range(kernel_size)], axis=-1)
+
+
+def _matmul_conv(x_patches: jax.Array, kernel: jax.Array) -> jax.Array:
+  n, h, w, kkc = x_patches.shape
+  out = x_patches.reshape(-1, kkc) @ kernel.reshape(kkc, kernel.shape[-1])
+  return out.reshape(n, h, w, kernel.shape[-1])
+
+
+def _check_square(kernel_shape):
+  if kernel_shape[0] != kernel_shape[1]:
+    raise ValueError(f"square kernels only, got {kernel_shape[0]}x{kernel_shape[1]}.")
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
 def conv2d(x: jax.Array, kernel: jax.Array, padding: str = "SAME") -> jax.Array:
-  """``lax.conv_general_dilated(x, kernel, (1, 1), padding)`` (NHWC/HWIO), fast weight gradient."""
-  return _conv(x, kernel, padding)
+  """``lax.conv_general_dilated(x, kernel, (1, 1), padding)`` (NHWC/HWIO), as matmuls."""
+  _check_square(kernel.shape)
+  k = kernel.shape[0]
+  return _matmul_conv(patches(x, k, _pad_amounts(k, padding)), kernel)
 
 
 def _conv2d_fwd(x, kernel, padding):
-  return _conv(x, kernel, padding), (x, kernel)
+  _check_square(kernel.shape)
+  k = kernel.shape[0]
+  x_patches = patches(x, k, _pad_amounts(k, padding))
+  return _matmul_conv(x_patches, kernel), (x_patches, kernel)
 
 
 def _conv2d_bwd(padding, residuals, g):
-  x, kernel = residuals
-  _, input_vjp = jax.vjp(lambda x_: _conv(x_, kernel, padding), x)
-  (dx,) = input_vjp(g)
-  return dx, weight_gradient(x, g, kernel.shape, padding).astype(kernel.dtype)
+  x_patches, kernel = residuals
+  k, _, c_in, c_out = kernel.shape
+  lo, hi = _pad_amounts(k, padding)
+  rotated = kernel[::-1, ::-1].transpose(0, 1, 3, 2)  # (k, k, C_out, C_in)
+  dx = _matmul_conv(patches(g, k, (k - 1 - lo, k - 1 - hi)), rotated)
+  dw = x_patches.reshape(-1, k * k * c_in).T @ g.reshape(-1, c_out)
+  return dx.astype(x_patches.dtype), dw.reshape(kernel.shape).astype(kernel.dtype)
 
 
 conv2d.defvjp(_conv2d_fwd, _conv2d_bwd)
@@ -85,8 +110,8 @@ def max_pool_2x2(x: jax.Array, *, fast: bool = True) -> jax.Array:
 class Conv(nn.Module):
   """``nn.Conv`` for square stride-1 kernels (same parameters ``kernel`` HWIO and ``bias``).
 
-  ``fast=True`` differentiates through :func:`conv2d` (matmul weight gradient); ``fast=False``
-  through XLA's own convolution gradient, which is what ``nn.Conv`` does.
+  ``fast=True`` computes through :func:`conv2d` (im2col matmuls, forward and backward);
+  ``fast=False`` through XLA's own convolution and its gradient, which is what ``nn.Conv`` does.
   """
   features: int
   kernel_size: int = 3
