@@ -351,15 +351,15 @@ def export_adapter(config: ml_collections.ConfigDict, workdir: str | Path, *, se
   full-int8 calibration on ``num_calibration`` training images."""
   from playbook.data.splits import ImageDataset, Split  # Export-only imports.
   from playbook.export import adapters
-  from playbook.export.restore import restore_best
+  from playbook.export.restore import restore_best, run_file
   workdir = Path(workdir)
+  class_names = json.loads(run_file(workdir, "classes.json").read_text())
   if data_dir:
     config = ml_collections.ConfigDict(config.to_dict())
     config.data.dir = data_dir
   backbone = transfer.get_backbone(config.backbone)
-  class_names = json.loads((workdir / "classes.json").read_text())
   if config.mode == "frozen":
-    stats = np.load(workdir / "feature_stats.npz")
+    stats = np.load(run_file(workdir, "feature_stats.npz"))
     init_fn = frozen_head(config, len(class_names), stats["mean"].shape[-1], 1)[1]
     model = transfer.FrozenTransferNet(backbone.make(True), len(class_names))
   else:

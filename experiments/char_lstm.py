@@ -104,10 +104,11 @@ def export_adapter(config: ml_collections.ConfigDict, workdir, *, seed_index: in
   """
   from playbook.export import TensorSpec, adapters  # Not imported by training.
   from playbook.export.exportable import ExportError
+  from playbook.export.restore import run_file
   workdir = Path(workdir)
   if not 0 <= seed_index < config.num_seeds:
     raise ExportError(f"seed_index={seed_index}, but the run trained {config.num_seeds} seed(s).")
-  vocab = text_data.CharVocab.load(workdir / char_lm.VOCAB_FILE)
+  vocab = text_data.CharVocab.load(run_file(workdir, char_lm.VOCAB_FILE))
   model, params = char_lm.restore_best_params(config, workdir, len(vocab), seed_index)
   data_config = ml_collections.ConfigDict(config.data.to_dict())
   if data_dir:

@@ -8,7 +8,8 @@ here and one line in its experiment file.
 
 Two shapes of model are provided for:
 
-* ``classifier_exportable``: ``images -> logits``. The images are float32 pixels on 0..255, NHWC,
+* ``classifier_exportable``: ``images -> logits`` (for the CIFAR CNNs built with the plain ops,
+  ``plain_ops``; flip test-time augmentation, where the model has it, inside). The images are float32 pixels on 0..255, NHWC,
   exactly the uint8 files cast to float: the data set's standardisation is inside the exported
   model, so a client feeds raw pixels. Eval mode: ``train=False`` (BatchNorm uses its running
   statistics from ``model_state``, dropout is off).
@@ -80,6 +81,17 @@ def classifier_exportable(*, name: str, model, variables: dict, preprocess,
       num_test=len(test_x), representative=representative, description=description, fn64=fn64)
 
 
+def plain_ops(model_config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """The model config with ``fast_conv`` off: the CIFAR CNNs' fast path changes only gradients
+  (a custom-VJP convolution, pooling as reshape + max) and the parameters are the same, so the
+  export holds the plain ops every runtime has kernels for (TFLite's MAX_POOL_2D, not a 6-D
+  reshape and a reduction)."""
+  model_config = ml_collections.ConfigDict(model_config.to_dict())
+  if "fast_conv" in model_config:
+    model_config.fast_conv = False
+  return model_config
+
+
 def image_classifier(config: ml_collections.ConfigDict, workdir: str | Path, *,
                      seed_index: int = 0, data_dir: str | None = None) -> Exportable:
   """The adapter of every ``classify.run`` study: its model, data and standardisation."""
@@ -87,7 +99,7 @@ def image_classifier(config: ml_collections.ConfigDict, workdir: str | Path, *,
   if data_dir:
     data_config.dir = data_dir
   data = classify.load_data(data_config)
-  model = classify.build_model(config.model, len(data.class_names))
+  model = classify.build_model(plain_ops(config.model), len(data.class_names))
   sample = jnp.zeros((1, *data.test.x.shape[1:]), jnp.float32)
   abstract = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), sample, train=False))
   variables, meta = restore_best(workdir, dict(abstract), num_seeds=config.num_seeds,
