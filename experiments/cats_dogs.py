@@ -337,3 +337,56 @@ def predictor(config: ml_collections.ConfigDict, workdir: str | Path):
   predict = lambda images: np.asarray(jax.nn.softmax(classify.predict(
       model, state, images, preprocess, batch_size=16)))
   return predict, class_names, image_size(config, backbone)
+
+
+# ---- export (python -m launch.export) ---------------------------------------------------------
+
+def export_adapter(config: ml_collections.ConfigDict, workdir: str | Path, *, seed_index: int = 0,
+                   data_dir: str | None = None, num_calibration: int = 32):
+  """The whole classifier, ``images (B, s, s, 3) float32 RGB on 0..255 -> logits``, at the run's
+  image size: the backbone's preprocessing, the pretrained backbone in eval mode (BatchNorm on its
+  running statistics) and the trained head; in frozen mode with the training features'
+  standardisation between them (``transfer.FrozenTransferNet``). Test images: the run's test
+  split (``validation/``, ``data.test_limit`` of it), decoded and resized as training did;
+  full-int8 calibration on ``num_calibration`` training images."""
+  from playbook.data.splits import ImageDataset, Split  # Export-only imports.
+  from playbook.export import adapters
+  from playbook.export.restore import restore_best, run_file
+  workdir = Path(workdir)
+  class_names = json.loads(run_file(workdir, "classes.json").read_text())
+  if data_dir:
+    config = ml_collections.ConfigDict(config.to_dict())
+    config.data.dir = data_dir
+  backbone = transfer.get_backbone(config.backbone)
+  if config.mode == "frozen":
+    stats = np.load(run_file(workdir, "feature_stats.npz"))
+    init_fn = frozen_head(config, len(class_names), stats["mean"].shape[-1], 1)[1]
+    model = transfer.FrozenTransferNet(backbone.make(True), len(class_names))
+  else:
+    model, init_fn, _ = finetune_net(config, backbone, len(class_names), 1)
+  abstract = jax.eval_shape(lambda: (lambda p, s: {"params": p, **s})(
+      *init_fn(jax.random.PRNGKey(0))))
+  variables, meta = restore_best(workdir, abstract, num_seeds=config.num_seeds,
+                                 seed_index=seed_index)
+  if config.mode == "frozen":  # The pretrained backbone under backbone/, as TransferNet has it.
+    pretrained = transfer.pretrained_variables(backbone.name)
+    head = variables["params"]
+    variables = {collection: {"backbone": tree} for collection, tree in pretrained.items()}
+    variables["params"]["head"] = head
+    variables["feature_stats"] = {"mean": stats["mean"], "std": stats["std"]}
+
+  size = image_size(config, backbone)
+  train, _, test = load_splits(config)
+  pick = np.sort(np.random.default_rng(config.seed).permutation(len(train))[:num_calibration])
+  calibration = train.subset(pick)
+  calibration = Split(load_pixels(calibration.paths, size), calibration.labels)
+  test_x = load_pixels(test.paths, size)
+  data = ImageDataset(train=calibration, val=Split(test_x[:0], test.labels[:0]),
+                      test=Split(test_x, test.labels), class_names=class_names)
+  return adapters.classifier_exportable(
+      name=f"{config.study}_{config.backbone}_{config.mode}", model=model, variables=variables,
+      preprocess=backbone.preprocess, data=data, parity_batch=min(32, len(test_x)),
+      num_calibration=len(pick), seed=config.seed, eval_batch=config.features.batch_size,
+      description=f"{config.study} {config.backbone} {config.mode} at {size} px: best checkpoint "
+                  f"(epoch {meta.get('epoch')}, held-out {config.train.best_metric} "
+                  f"{meta.get('val')}), seed {seed_index}; test: {len(test_x)} validation/ images")

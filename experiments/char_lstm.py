@@ -11,9 +11,16 @@ been run to the end (see the README's char-LSTM section for what was measured an
 wall time); `:quick` is a seconds-long variant on the first 100k characters.
 """
 
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
 import ml_collections
+import numpy as np
 
 from playbook import char_lm
+from playbook.data import text as text_data
+from playbook.models.lstm import CharLSTM
 
 
 def get_config(arg: str = ""):
@@ -82,3 +89,51 @@ def get_config(arg: str = ""):
 
 
 run = char_lm.run
+
+
+def export_adapter(config: ml_collections.ConfigDict, workdir, *, seed_index: int = 0,
+                   data_dir: str | None = None):
+  """``CharLSTM.step`` of the best checkpoint, exported with its state explicit:
+  ``(token (B,) int32, h, c) -> (logits (B, vocab), h_out, c_out)``, ``h``/``c`` of shape
+  (B, num_layers, hidden) (batch first, as every format's polymorphic dimension must be), zeros
+  at the start of a text. A client samples by feeding each step's ``h_out``/``c_out`` back in.
+
+  Test text: the run's validation text (the last ``val_fraction`` of it, never trained on), cut
+  into ``config.train.eval_batch_size`` contiguous streams stepped through from the zero state;
+  accuracy is next-character accuracy over all of it.
+  """
+  from playbook.export import TensorSpec, adapters  # Not imported by training.
+  from playbook.export.exportable import ExportError
+  from playbook.export.restore import run_file
+  workdir = Path(workdir)
+  if not 0 <= seed_index < config.num_seeds:
+    raise ExportError(f"seed_index={seed_index}, but the run trained {config.num_seeds} seed(s).")
+  vocab = text_data.CharVocab.load(run_file(workdir, char_lm.VOCAB_FILE))
+  model, params = char_lm.restore_best_params(config, workdir, len(vocab), seed_index)
+  data_config = ml_collections.ConfigDict(config.data.to_dict())
+  if data_dir:
+    data_config.dir = data_dir
+  text = text_data.load_text(data_config)[:config.data.get("max_chars")]
+  _, val_ids = text_data.split_by_position(vocab.encode(text), config.data.val_fraction)
+  streams = config.train.eval_batch_size
+  test_tokens = val_ids[:len(val_ids) // streams * streams].reshape(streams, -1)
+
+  def step_with(variables, dtype):
+    def step(token, h, c):  # (B, layers, H) outside; the model's state is (layers, B, H).
+      to_model = lambda s: jnp.asarray(s, dtype).transpose(1, 0, 2)
+      logits, (h, c) = model.apply(variables, token, (to_model(h), to_model(c)),
+                                   method=CharLSTM.step)
+      return logits, h.transpose(1, 0, 2), c.transpose(1, 0, 2)
+    return step
+
+  variables = {"params": params}
+  variables64 = jax.tree.map(lambda a: np.asarray(a, np.float64), variables)
+  state_shape = (None, config.model.num_layers, config.model.hidden)
+  return adapters.step_exportable(
+      name=config.study, step=step_with(variables, jnp.float32),
+      step64=step_with(variables64, jnp.float64),
+      state_specs=(TensorSpec("h", state_shape), TensorSpec("c", state_shape)),
+      test_tokens=test_tokens,
+      description=f"{config.study}: CharLSTM.step of the best checkpoint (seed {seed_index}), "
+                  f"{len(vocab)} characters (vocab.json in the run directory); test: the "
+                  f"validation text, {streams} streams x {test_tokens.shape[1]} characters")

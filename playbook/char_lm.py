@@ -119,8 +119,9 @@ def make_tx(config, steps_per_epoch: int):
                         config.train.batch_size)
 
 
-def restore_best_params(config, workdir: str | Path, vocab_size: int):
-  """The model and the parameters of a run's ``best`` checkpoint (seed 0 if it trained several)."""
+def restore_best_params(config, workdir: str | Path, vocab_size: int, seed_index: int = 0):
+  """The model and the parameters of a run's ``best`` checkpoint (of seed ``seed_index`` if it
+  trained several)."""
   model = build_model(config.model, vocab_size)
   init_fn = make_init_fn(model, config.train.batch_size, config.data.seq_len)
   like = jax.eval_shape(lambda: init_train_state(init_fn, make_tx(config, 1),
@@ -136,7 +137,7 @@ def restore_best_params(config, workdir: str | Path, vocab_size: int):
                             "train the run first (python -m launch.main ...).")
   params = restored[0]["params"]
   if config.num_seeds > 1:
-    params = jax.tree.map(lambda a: a[0], params)
+    params = jax.tree.map(lambda a: a[seed_index], params)
   return model, params
 
 

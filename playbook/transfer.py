@@ -79,6 +79,25 @@ class TransferNet(nn.Module):
                                                              train)
 
 
+class FrozenTransferNet(nn.Module):
+  """Frozen mode as one model, ``images -> logits``, for export: the backbone's features (eval
+  mode), standardised with the training features' mean and std (collection ``feature_stats``,
+  from the run's ``feature_stats.npz``), then the trained head. Parameters as ``TransferNet``'s:
+  ``backbone/`` (pretrained) and ``head/``."""
+  backbone: nn.Module
+  num_classes: int
+
+  @nn.compact
+  def __call__(self, images, train: bool = False):
+    if train:
+      raise ValueError("FrozenTransferNet is the inference model of frozen mode: train the head "
+                       "on cached features (experiments/cats_dogs.py), not through it.")
+    features = self.backbone(images, train=False)
+    stat = lambda name, init: self.variable("feature_stats", name, init, features.shape[-1:]).value
+    return Head(self.num_classes, name="head")(
+        (features - stat("mean", jnp.zeros)) / stat("std", jnp.ones))
+
+
 def finetune_trainable(backbone: Backbone) -> Callable[[str], bool]:
   """``is_trainable(path)`` for ``freeze.frozen``: the head and the backbone's top blocks."""
   prefixes = ("head/",) + tuple(f"backbone/{p}" for p in backbone.top_blocks)

@@ -60,6 +60,12 @@ def real_cats_dogs_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
+def real_cifar10_dir() -> Path:
+  """$PLAYBOOK_DATA_DIR/cifar10 (the staged JPEG copy)."""
+  return real_path("cifar10", "images.sha256")
+
+
+@pytest.fixture(scope="session")
 def anna_path() -> Path:
   """The real $PLAYBOOK_DATA_DIR/text/anna.txt."""
   return real_path("text/anna.txt")

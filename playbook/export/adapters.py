@@ -8,7 +8,8 @@ here and one line in its experiment file.
 
 Two shapes of model are provided for:
 
-* ``classifier_exportable``: ``images -> logits``. The images are float32 pixels on 0..255, NHWC,
+* ``classifier_exportable``: ``images -> logits`` (for the CIFAR CNNs built with the plain ops,
+  ``plain_ops``; flip test-time augmentation, where the model has it, inside). The images are float32 pixels on 0..255, NHWC,
   exactly the uint8 files cast to float: the data set's standardisation is inside the exported
   model, so a client feeds raw pixels. Eval mode: ``train=False`` (BatchNorm uses its running
   statistics from ``model_state``, dropout is off).
@@ -50,9 +51,10 @@ def classification_accuracy(predict: Predict, x: np.ndarray, y: np.ndarray,
 def classifier_exportable(*, name: str, model, variables: dict, preprocess,
                           data: ImageDataset, parity_batch: int = 256,
                           num_calibration: int = 200, seed: int = 0,
-                          description: str = "") -> Exportable:
+                          eval_batch: int = EVAL_BATCH, description: str = "") -> Exportable:
   """``images (B, H, W, C) float32 on 0..255 -> (logits (B, classes),)`` of a linen classifier
-  called as ``model.apply(variables, x, train=False)``."""
+  called as ``model.apply(variables, x, train=False)``. ``eval_batch``: test images per call
+  when measuring accuracy (smaller for large images)."""
   variables = jax.tree.map(jnp.asarray, variables)
 
   def fn(images):
@@ -64,7 +66,8 @@ def classifier_exportable(*, name: str, model, variables: dict, preprocess,
 
   test_x = data.test.x.astype(np.float32)
   train_x = data.train.x
-  calibration = np.random.default_rng(seed).choice(len(train_x), num_calibration, replace=False)
+  calibration = np.random.default_rng(seed).choice(len(train_x), min(num_calibration,
+                                                                     len(train_x)), replace=False)
 
   def representative():
     for i in calibration:  # One training image per calibration step, as the converter expects.
@@ -73,8 +76,20 @@ def classifier_exportable(*, name: str, model, variables: dict, preprocess,
   return Exportable(
       name=name, fn=fn, inputs=(TensorSpec("images", (None, *test_x.shape[1:])),),
       outputs=("logits",), parity_inputs=(test_x[:parity_batch],),
-      accuracy=lambda predict: classification_accuracy(predict, test_x, data.test.y),
+      accuracy=lambda predict: classification_accuracy(predict, test_x, data.test.y,
+                                                       eval_batch),
       num_test=len(test_x), representative=representative, description=description, fn64=fn64)
+
+
+def plain_ops(model_config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """The model config with ``fast_conv`` off: the CIFAR CNNs' fast path changes only gradients
+  (a custom-VJP convolution, pooling as reshape + max) and the parameters are the same, so the
+  export holds the plain ops every runtime has kernels for (TFLite's MAX_POOL_2D, not a 6-D
+  reshape and a reduction)."""
+  model_config = ml_collections.ConfigDict(model_config.to_dict())
+  if "fast_conv" in model_config:
+    model_config.fast_conv = False
+  return model_config
 
 
 def image_classifier(config: ml_collections.ConfigDict, workdir: str | Path, *,
@@ -84,7 +99,7 @@ def image_classifier(config: ml_collections.ConfigDict, workdir: str | Path, *,
   if data_dir:
     data_config.dir = data_dir
   data = classify.load_data(data_config)
-  model = classify.build_model(config.model, len(data.class_names))
+  model = classify.build_model(plain_ops(config.model), len(data.class_names))
   sample = jnp.zeros((1, *data.test.x.shape[1:]), jnp.float32)
   abstract = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), sample, train=False))
   variables, meta = restore_best(workdir, dict(abstract), num_seeds=config.num_seeds,
@@ -108,14 +123,15 @@ def next_token_accuracy(predict: Predict, tokens: np.ndarray,
 
 
 def step_exportable(*, name: str, step: Callable, state_specs: Sequence[TensorSpec],
-                    test_tokens: np.ndarray, warmup: int = 16,
+                    test_tokens: np.ndarray, warmup: int = 16, step64: Callable | None = None,
                     description: str = "") -> Exportable:
   """One step of a recurrent model: ``step(token (B,) int32, *state) -> (logits, *state)`` with
   the params closed over. ``state_specs`` name and shape the state (e.g. ``h``, ``c``: (None, H),
   zeros at the start of a sequence). ``test_tokens`` (B, T) are real test sequences: the parity
   batch is step ``warmup`` of them, reached from the zero state in JAX (a state worth checking);
   accuracy is ``next_token_accuracy`` over all of them. No representative data set: full int8
-  of integer token inputs and a carried float state is not offered."""
+  of integer token inputs and a carried float state is not offered. ``step64``, optional: the
+  same step in float64 (``Exportable.fn64``)."""
   test_tokens = np.asarray(test_tokens, np.int32)
   zeros = tuple(np.zeros((len(test_tokens), *s.shape[1:]), s.dtype) for s in state_specs)
   jitted = jax.jit(step)
@@ -128,7 +144,8 @@ def step_exportable(*, name: str, step: Callable, state_specs: Sequence[TensorSp
       inputs=(TensorSpec("token", (None,), np.dtype(np.int32)), *state_specs),
       outputs=("logits", *(s.name + "_out" for s in state_specs)), parity_inputs=parity,
       accuracy=lambda predict: next_token_accuracy(predict, test_tokens, zeros),
-      num_test=test_tokens.size - len(test_tokens), description=description)
+      num_test=test_tokens.size - len(test_tokens), description=description,
+      fn64=None if step64 is None else lambda token, *s: tuple(step64(token, *s)))
 
 
 def adapter_for(config: ml_collections.ConfigDict) -> Callable[..., Exportable]:

@@ -63,6 +63,9 @@ def export_exportable(exportable: Exportable, out_dir: str | Path, *,
   reference_predict = parity.jax_predict(exportable)
   reference = reference_predict(*exportable.parity_inputs)
   reference64 = parity.float64_reference(exportable)
+  logit_scale = float(np.max(np.abs(reference[0])))  # The scale of the errors.
+  # JAX's own float32 rounding: the scale of any float32 runtime's error.
+  jax_error64 = None if reference64 is None else parity.max_abs_error(reference, reference64)
   log(f"{exportable.name}: JAX accuracy on {exportable.num_test} test examples ...")
   jax_accuracy = exportable.accuracy(reference_predict)
 
@@ -85,6 +88,9 @@ def export_exportable(exportable: Exportable, out_dir: str | Path, *,
     entry = {"file": path.name, "size_bytes": report.size_bytes(path),
              **parity.compare(exportable, predict, reference, reference64),
              "accuracy": exportable.accuracy(predict), "jax_accuracy": jax_accuracy}
+    entry["max_abs_error_relative"] = entry["max_abs_error"] / logit_scale
+    if jax_error64:  # The error against JAX in units of JAX's own float32 error.
+      entry["max_abs_error_over_jax_float32_error"] = entry["max_abs_error"] / jax_error64
     entries[key] = report.judge(entry, quantized=key in ("tflite_dynamic", "tflite_int8"))
     log(f"  {key}: max abs error {entry['max_abs_error']:.2e}, accuracy "
         f"{100 * entry['accuracy']:.2f} % (JAX {100 * jax_accuracy:.2f} %) "
@@ -94,10 +100,7 @@ def export_exportable(exportable: Exportable, out_dir: str | Path, *,
                                 "dtype": str(s.dtype)} for s in exportable.inputs},
             "outputs": list(exportable.outputs), "num_test": exportable.num_test,
             "jax_accuracy": jax_accuracy, "formats": entries,
-            "max_abs_logit": float(np.max(np.abs(reference[0]))),  # The scale of the errors.
-            # JAX's own float32 rounding: the scale of any float32 runtime's error.
-            "jax_max_abs_error_vs_float64": None if reference64 is None
-            else parity.max_abs_error(reference, reference64),
+            "max_abs_logit": logit_scale, "jax_max_abs_error_vs_float64": jax_error64,
             "all_bars_met": all(e["passes"] for e in entries.values())}
   report.write(out_dir / "report.json", result)
   return result

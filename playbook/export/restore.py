@@ -28,6 +28,17 @@ def read_config(workdir: str | Path) -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict(json.loads(path.read_text()))
 
 
+def run_file(workdir: str | Path, name: str) -> Path:
+  """``DIR/name``, a file the study's run writes beside its checkpoints (its vocabulary, class
+  names, feature statistics), or an error naming it."""
+  path = Path(workdir) / name
+  if not path.is_file():
+    raise ExportError(f"{path} is missing: the run writes it before training, so {workdir} is not "
+                      "a whole run of this study. Pass the workdir of a finished run (or train "
+                      "one with `python -m launch.main --config=... --workdir=DIR`).")
+  return path
+
+
 def best_checkpoint_step(workdir: str | Path) -> int:
   """The step of ``DIR/checkpoints/best``, or an error saying there is none."""
   directory = Path(workdir).absolute() / "checkpoints" / "best"

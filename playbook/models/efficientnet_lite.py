@@ -112,7 +112,10 @@ class DepthwiseConv(nn.Module):
     out = 0.0
     for i in range(k):
       for j in range(k):
-        window = x[:, i:i + (out_h - 1) * s + 1:s, j:j + (out_w - 1) * s + 1:s, :]
+        # lax slices, not x[:, i:...:s, j:...:s]: with an exported model's symbolic batch size,
+        # strided indexing becomes a gather that TFLite cannot hold (the same numbers).
+        window = jax.lax.slice_in_dim(x, i, i + (out_h - 1) * s + 1, s, axis=1)
+        window = jax.lax.slice_in_dim(window, j, j + (out_w - 1) * s + 1, s, axis=2)
         out = out + window * kernel[i, j, 0]
     return out
 

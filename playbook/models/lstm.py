@@ -78,7 +78,10 @@ class CharLSTM(nn.Module):
       b = self.param(f"b_{layer}", _forget_bias_one, (4 * self.hidden,))
       # Hoisted out of the scan: every time step's input projection in one op.
       x_proj = (jnp.take(w_x, x, axis=0) if layer == 0 else x @ w_x) + b
-      (h, c), x = lstm_scan(w_h, (h0[layer], c0[layer]), x_proj, self.unroll)
+      # index_in_dim (a slice), not h0[layer]: with a symbolic batch size jnp indexing becomes a
+      # dynamic gather, which TFLite cannot hold. The same numbers.
+      layer_carry = tuple(jax.lax.index_in_dim(s, layer, keepdims=False) for s in (h0, c0))
+      (h, c), x = lstm_scan(w_h, layer_carry, x_proj, self.unroll)
       new_h.append(h)
       new_c.append(c)
       x = nn.Dropout(self.dropout, deterministic=not train)(x)  # Between layers, and before fc.
@@ -88,7 +91,7 @@ class CharLSTM(nn.Module):
   def step(self, token: jax.Array, carry: Carry) -> tuple[jax.Array, Carry]:
     """One character per stream, (B,) -> logits (B, vocab) and the next state (eval mode)."""
     logits, carry = self(token[:, None], carry, train=False)
-    return logits[:, 0], carry
+    return jnp.squeeze(logits, 1), carry  # Not logits[:, 0]: see index_in_dim above.
 
 
 def carry_from_state(model_state: dict[str, Any]) -> Carry:

@@ -79,8 +79,14 @@ class FastResNet(nn.Module):
   def __call__(self, x: jnp.ndarray, *, train: bool) -> jnp.ndarray:
     if train or not self.tta_flip:
       return self.features(x, train)
-    both = self.features(jnp.concatenate([x, x[:, :, ::-1, :]]), train)
-    return 0.5 * (both[: len(x)] + both[len(x):])
+    # The images then their mirrors as one batch, split again after. Written as stack + reshape
+    # rather than concatenate + slice, and jnp.flip rather than x[:, :, ::-1] (the same numbers),
+    # so that an export keeps its batch size symbolic: jax2onnx 0.17 loses a concatenation's
+    # symbolic batch size (B + B comes out as B), and with a symbolic batch, indexing becomes a
+    # gather that TFLite cannot hold.
+    both = self.features(jnp.stack([x, jnp.flip(x, axis=2)]).reshape(-1, *x.shape[1:]), train)
+    image, mirror = both.reshape(2, -1, both.shape[-1])
+    return 0.5 * (image + mirror)
 
 
 def with_whitening(params, images: np.ndarray):

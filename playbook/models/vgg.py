@@ -32,7 +32,9 @@ MEAN_BGR = (103.939, 116.779, 123.68)
 
 def preprocess(rgb_0_255: jnp.ndarray) -> jnp.ndarray:
   """RGB in 0..255 (NHWC) -> the BGR, mean-subtracted input the ImageNet weights expect."""
-  return jnp.asarray(rgb_0_255, jnp.float32)[..., ::-1] - jnp.asarray(MEAN_BGR, jnp.float32)
+  # jnp.flip, not [..., ::-1]: with an exported model's symbolic batch size, indexing becomes a
+  # gather that TFLite cannot hold (the same numbers).
+  return jnp.flip(jnp.asarray(rgb_0_255, jnp.float32), -1) - jnp.asarray(MEAN_BGR, jnp.float32)
 
 
 def deprocess(bgr_centered: jnp.ndarray) -> jnp.ndarray:
