@@ -82,10 +82,10 @@ def classifier_exportable(*, name: str, model, variables: dict, preprocess,
 
 
 def plain_ops(model_config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-  """The model config with ``fast_conv`` off: the CIFAR CNNs' fast path changes only gradients
-  (a custom-VJP convolution, pooling as reshape + max) and the parameters are the same, so the
-  export holds the plain ops every runtime has kernels for (TFLite's MAX_POOL_2D, not a 6-D
-  reshape and a reduction)."""
+  """The model config with ``fast_conv`` off: the CIFAR CNNs' fast path (im2col-matmul
+  convolutions with a custom VJP, pooling as reshape + max) computes the same function to float
+  rounding with the same parameters, so the export holds the plain ops every runtime has kernels
+  for (CONV_2D and MAX_POOL_2D, not patch concatenations, a 6-D reshape and a reduction)."""
   model_config = ml_collections.ConfigDict(model_config.to_dict())
   if "fast_conv" in model_config:
     model_config.fast_conv = False
