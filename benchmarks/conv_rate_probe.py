@@ -4,17 +4,19 @@
 
 For the style-transfer speed analysis (README, "Speed against PyTorch"): the forward convolution
 and forward + gradient to the input (what style transfer runs per layer), on the feature-map
-shapes of VGG16 at 192x256, batch 1, NHWC for JAX and NCHW for PyTorch. Median of 5 calls each.
+shapes of VGG16 at 192x256, batch 1, NHWC for JAX and NCHW for PyTorch. Median of 5 calls each,
+each timed once the machine is quiet (``train_throughput.Machine``; median of all calls when none
+was).
 """
 
 from __future__ import annotations
-
-import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
+
+from benchmarks.train_throughput import Machine, summarise
 
 SHAPES = ((192, 256, 64, 64), (96, 128, 128, 128), (48, 64, 256, 256), (24, 32, 512, 512))
 
@@ -23,18 +25,14 @@ def conv(x, w):
   return lax.conv_general_dilated(x, w, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
 
 
-def median_seconds(call, repeats: int = 5) -> float:
-  call()
-  times = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    call()
-    times.append(time.perf_counter() - start)
-  return float(np.median(times))
+def median_seconds(machine: Machine, call, repeats: int = 5) -> float:
+  call()  # Compile / warm up.
+  return 1.0 / summarise([machine.time(call) for _ in range(repeats)], 1.0, machine.quiet)["per_s"]
 
 
 def main():
   import torch
+  machine = Machine(quiet=0.2, max_wait=20.0)
   forward = jax.jit(conv)
   input_grad = jax.jit(jax.grad(lambda x, w: jnp.sum(conv(x, w) ** 2)))
   print("shape (H, W, C_in, C_out)   XLA fwd  XLA fwd+dx   torch fwd  torch fwd+dx   GFLOP/s")
@@ -50,10 +48,10 @@ def main():
       (torch.nn.functional.conv2d(tx, tk, padding=1) ** 2).sum().backward()
 
     with torch.no_grad():
-      t_fwd = median_seconds(lambda: torch.nn.functional.conv2d(tx, tk, padding=1))
-    rates = (gflop / median_seconds(lambda: forward(x, k).block_until_ready()),
-             2 * gflop / median_seconds(lambda: input_grad(x, k).block_until_ready()),
-             gflop / t_fwd, 2 * gflop / median_seconds(torch_grad))
+      t_fwd = median_seconds(machine, lambda: torch.nn.functional.conv2d(tx, tk, padding=1))
+    rates = (gflop / median_seconds(machine, lambda: forward(x, k).block_until_ready()),
+             2 * gflop / median_seconds(machine, lambda: input_grad(x, k).block_until_ready()),
+             gflop / t_fwd, 2 * gflop / median_seconds(machine, torch_grad))
     print(f"{str((h, w, c_in, c_out)):26s}" + "".join(f"{r:11.1f}" for r in rates), flush=True)
 
 

@@ -52,6 +52,9 @@ def main():
                       help="crop: shorter side to 224, centre crop; squash: whole image to 224x224; "
                            "eval_crop: the central 87.5 %% of the shorter side scaled to 224 (the "
                            "official EfficientNet evaluation crop)")
+  parser.add_argument("--flip", action="store_true",
+                      help="test-time augmentation: average the logits of each image and its "
+                           "mirror image")
   args = parser.parse_args()
   start = time.perf_counter()
   split = image_folder_split("validation")
@@ -63,9 +66,10 @@ def main():
         preprocess=functools.partial(efficientnet_lite.preprocess,
                                      normalization=args.normalization))
   features = transfer.cached_features(backbone, variables, split.paths, Path(args.cache_dir),
-                                      resize=args.resize)
+                                      resize=args.resize, flip=args.flip)
   fc = load_efficientnet_lite0()["params"]["fc"]
-  top = (features @ fc["kernel"] + fc["bias"]).argmax(-1)
+  logits = features @ fc["kernel"] + fc["bias"]  # (n, 1000), or (n, 2, 1000) with --flip.
+  top = (logits.mean(1) if args.flip else logits).argmax(-1)
   per_class = {}
   for label, name in enumerate(split.class_names):
     rows = split.labels == label
@@ -81,7 +85,8 @@ def main():
               "species group (cats 281-285, dogs 151-268)",
       "preprocessing": RESIZE_TEXT[args.resize] +
                        f"(x - {MEAN_RGB[args.normalization]}) / {STD_RGB[args.normalization]} "
-                       f"({args.normalization!r} normalisation)",
+                       f"({args.normalization!r} normalisation)" +
+                       ("; logits averaged with the mirror image's" if args.flip else ""),
       "fraction_in_right_group": right / len(split), "in_right_group": right,
       "images": len(split), "bar": 0.90, "per_class": per_class,
       "wall_seconds": time.perf_counter() - start,

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import collections
 import gzip
-import importlib.util
 import json
 import os
 import re
@@ -28,14 +27,14 @@ os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_cpu_enable_
 import jax  # noqa: E402  (after XLA_FLAGS: the flag must be set before the backend starts)
 
 from benchmarks.train_throughput import JaxModel, run_jax_scan  # noqa: E402
+from launch.main import load_experiment  # noqa: E402
 from playbook import classify  # noqa: E402
 
 
-def load_config(path: str):
-  spec = importlib.util.spec_from_file_location("profiled_experiment", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config()
+def load_config(spec: str):
+  """``experiments/<study>.py[:arg]`` -> its config, found as ``launch.main`` finds it."""
+  path, _, arg = spec.partition(":")
+  return load_experiment(path).get_config(arg)
 
 
 def op_descriptions(hlo_text: str) -> dict[str, str]:
@@ -51,7 +50,7 @@ def op_descriptions(hlo_text: str) -> dict[str, str]:
 
 def main():
   p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-  p.add_argument("--config", required=True, help="experiments/<study>.py (a classify.run study)")
+  p.add_argument("--config", required=True, help="experiments/<study>.py[:quick] (a classify.run study)")
   p.add_argument("--batch_size", type=int, default=0, help="Default: the config's.")
   p.add_argument("--steps", type=int, default=4)
   p.add_argument("--top", type=int, default=20)

@@ -33,7 +33,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from benchmarks.train_throughput import Machine
+from benchmarks.train_throughput import Machine, matmul_roofline
 from playbook import images, rundir, stylize
 from playbook.models import vgg
 
@@ -145,24 +145,6 @@ def iteration_gflop(config, height: int, width: int) -> float:
   return flops / 1e9
 
 
-def matmul_gflops(machine: Machine, repeats: int, n: int = 2048) -> dict:
-  """fp32 matmul rate (GFLOP/s, best of ``repeats``) of jitted ``jnp.dot`` and ``torch.mm``."""
-  import torch
-  a = jax.random.normal(jax.random.PRNGKey(0), (n, n), jnp.float32)
-  b = jax.random.normal(jax.random.PRNGKey(1), (n, n), jnp.float32)
-  dot = jax.jit(jnp.dot)
-  dot(a, b).block_until_ready()
-  ta, tb = torch.from_numpy(np.array(a)), torch.from_numpy(np.array(b))
-  torch.mm(ta, tb)
-  best = {"jax": 0.0, "torch": 0.0}
-  for _ in range(repeats):
-    for side, call in (("jax", lambda: dot(a, b).block_until_ready()),
-                       ("torch", lambda: torch.mm(ta, tb))):
-      seconds, _ = machine.time(call)
-      best[side] = max(best[side], 2 * n ** 3 / 1e9 / seconds)
-  return best
-
-
 def iterations_per_second(machine: Machine, step, n: int, block, loads: list) -> float:
   """Iterations/s of ``n`` calls of ``step``, timed once the machine is quiet; the cores other
   processes used meanwhile go to ``loads``."""
@@ -201,7 +183,8 @@ def main():
   content = images.load_image(data / "tubingen.jpg")
   style = images.load_image(data / "starry_night.jpg")
   machine = Machine(args.quiet, args.max_wait)
-  peak = matmul_gflops(machine, max(args.repeats, 5))
+  roofline = matmul_roofline(machine, [2048], max(args.repeats, 5))["2048"]
+  peak = {side: roofline[side]["best_per_s"] for side in ("jax", "torch")}  # GFLOP/s, best call.
   print(f"fp32 matmul 2048x2048: JAX {peak['jax']:.1f}, PyTorch {peak['torch']:.1f} GFLOP/s")
   rows = []
   for size in (int(s) for s in args.sizes.split(",")):
