@@ -90,6 +90,7 @@ def get_config(arg: str = ""):
   config.train.best_metric = "xent"
   config.train.best_mode = "min"
   config.train.log_every_steps = 10
+  config.train.steps_per_call = 10  # Progress inside an epoch (finetune steps take seconds).
 
   config.finetune = ml_collections.ConfigDict()
   config.finetune.learning_rate = 1e-4
@@ -216,7 +217,7 @@ def finetune_setup(config, workdir: Path, backbone, splits):
   size = image_size(config, backbone)
   pixels = lambda split: load_pixels(split.paths, size)
   return dict(model=model, preprocess=backbone.preprocess, init_fn=init_fn, tx=tx,
-              train_cfg=train_cfg,
+              train_cfg=train_cfg, trainable=transfer.finetune_trainable(backbone),
               augment_fn=augment.image_augmenter(max_shift=config.finetune.max_shift,
                                                  flip_lr=True),
               train=(pixels(train), train.labels), select=(pixels(select), select.labels),
@@ -243,6 +244,8 @@ def run(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
   as_batch = lambda pair: {"image": pair[0], "label": pair[1]}
   loss_fn = classification_loss(setup["model"], preprocess=setup["preprocess"],
                                 label_smoothing=config.optim.label_smoothing)
+  if "trainable" in setup:  # Finetune: no backward pass through the frozen lower blocks.
+    loss_fn = freeze.stop_frozen_gradients(loss_fn, setup["trainable"])
   writer = MetricWriter(workdir)
   result = fit(init_fn=setup["init_fn"], loss_fn=loss_fn, tx=setup["tx"],
                train_data=as_batch(setup["train"]), val_data=as_batch(setup["select"]),
@@ -259,11 +262,12 @@ def run(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
                             setup["train_cfg"].eval_batch_size)
   plot_results(workdir, result.history, test, logits, splits[2])
   train_n, select_n, test_n = (len(s) for s in splits)
+  augmentation = {"frozen": " (+ mirror images)" * config.features.flip,
+                  "finetune": " (random flips and shifts)"}[config.mode]
   results = {
       "study": config.study, "backbone": config.backbone, "mode": config.mode,
-      "data": f"cats_and_dogs: train {train_n} (+ mirror images)" * config.features.flip
-              + f"cats_and_dogs: train {train_n}" * (not config.features.flip)
-              + f", held out for selection {select_n}, test (validation/) {test_n}",
+      "data": f"cats_and_dogs: train {train_n}{augmentation}, held out for selection "
+              f"{select_n}, test (validation/) {test_n}",
       "test_accuracy": classify.mean_std(test["accuracy"]),
       "test_correct": int(round(float(np.mean(test["accuracy"])) * test_n)),
       "test_count": test_n,

@@ -62,6 +62,7 @@ def get_config(arg: str = ""):
   config.train.best_metric = "xent"  # Validation nats/char.
   config.train.best_mode = "min"
   config.train.log_every_steps = 20
+  config.train.steps_per_call = 10  # Progress inside an epoch (a step takes seconds here).
   config.train.shuffle = False   # Batches in stream order...
   config.train.carry_state = True  # ...with (h, c) carried across them (truncated BPTT).
 

@@ -49,6 +49,7 @@ def get_config(arg: str = ""):
   config.augment.flip_lr = True
   config.augment.pad_mode = "reflect"
   config.train.batch_size = 512
+  config.train.steps_per_call = 10  # Progress inside an epoch of several minutes on a CPU.
   config.train.num_epochs = 16
   config.train.test_curve = True
   if arg == "official94":

@@ -11,6 +11,7 @@ keeps only its own rows of the training set, all of them train and evaluate toge
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import types
 from pathlib import Path
@@ -64,7 +65,9 @@ def make_preprocess(cfg: ml_collections.ConfigDict):
 def load_data(cfg: ml_collections.ConfigDict):
   if cfg.name not in DATASETS:
     raise ValueError(f"Unknown data set {cfg.name!r}; known: {sorted(DATASETS)}.")
-  return DATASETS[cfg.name](cfg)
+  data = DATASETS[cfg.name](cfg)
+  limit = cfg.get("test_limit")
+  return data if limit is None else dataclasses.replace(data, test=data.test.take(limit))
 
 
 def predict(model, state, images: np.ndarray, preprocess, batch_size: int) -> np.ndarray:

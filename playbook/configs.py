@@ -25,6 +25,8 @@ def classifier_config(*, study: str, data: str, hidden: tuple[int, ...],
   config.data.val_size = 5000   # Held out from the training set for early stopping / "best".
   config.data.split_seed = 0
   config.data.train_limit = ml_collections.config_dict.placeholder(int)  # For quick runs.
+  # The first N test images, for tests only: every reported figure uses the whole test set.
+  config.data.test_limit = ml_collections.config_dict.placeholder(int)
   config.data.mean, config.data.std = PIXEL_STATS[data]
 
   config.model = ml_collections.ConfigDict()
@@ -58,6 +60,9 @@ def classifier_config(*, study: str, data: str, hidden: tuple[int, ...],
   config.train.best_metric = "accuracy"
   config.train.best_mode = "max"
   config.train.log_every_steps = 50
+  # Steps per jitted call (None: a whole epoch in one); the same numbers either way, but the
+  # progress bar moves only between calls, so studies with long epochs set it.
+  config.train.steps_per_call = ml_collections.config_dict.placeholder(int)
 
   # Scale-out (playbook/parallel.py). Every device of every process trains: each takes
   # train.batch_size / num_devices examples of every batch.

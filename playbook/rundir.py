@@ -9,10 +9,11 @@ from pathlib import Path
 
 import ml_collections
 
-# Settings that may differ between a run and its resumption: where the data is read from and how
-# progress is shown change nothing that the run computes, and the parameter layout over the
-# devices only the rounding (a checkpoint restores onto any device count and layout).
-RESUME_MAY_CHANGE = ("data.dir", "progress", "parallel.fsdp")
+# Settings that may differ between a run and its resumption: where the data is read from, how
+# progress is shown and into how many calls an epoch is split change nothing that the run
+# computes, and the parameter layout over the devices only the rounding (a checkpoint restores
+# onto any device count and layout).
+RESUME_MAY_CHANGE = ("data.dir", "progress", "parallel.fsdp", "train.steps_per_call")
 
 
 class RunDirError(RuntimeError):

@@ -125,3 +125,34 @@ def test_finetune_trains_only_the_head_and_top_blocks(data_root, tmp_path, tiny_
                                 pretrained["batch_stats"]["top_bn"]["mean"])  # BatchNorm frozen.
   predict, _, _ = cats_dogs.predictor(config, tmp_path)  # Restores the best checkpoint.
   assert predict(np.zeros((1, 32, 32, 3), np.uint8)).shape == (1, 2)
+
+
+def test_finetune_backward_pass_skips_the_frozen_blocks(data_root, tiny_backbone):
+  """Finetune's loss puts the frozen blocks behind stop_gradient: their gradients are zeros
+  without being computed, the trainable ones are unchanged, and the step does less work."""
+  from playbook.train import freeze
+  from playbook.train.losses import classification_loss
+  backbone, _ = tiny_backbone
+  config = tiny_config(data_root, "finetune")
+  model, init_fn, _ = cats_dogs.finetune_net(config, backbone, 2, 1)
+  params, model_state = init_fn(jax.random.PRNGKey(0))
+  loss_fn = classification_loss(model, preprocess=backbone.preprocess)
+  stopped = freeze.stop_frozen_gradients(loss_fn, transfer.finetune_trainable(backbone))
+  batch = {"image": np.random.default_rng(0).integers(0, 255, (4, 32, 32, 3)).astype(np.uint8),
+           "label": np.array([0, 1, 0, 1], np.int32)}
+  grad = lambda fn: jax.jit(jax.grad(lambda p: fn(p, model_state, batch, jax.random.PRNGKey(1),
+                                                  True)[0]))
+  full, skipped = grad(loss_fn)(params), grad(stopped)(params)
+  trainable = transfer.finetune_trainable(backbone)
+  frozen_full = []
+  for (path, g), g_full in zip(jax.tree_util.tree_flatten_with_path(skipped)[0],
+                               jax.tree.leaves(full)):
+    if trainable(freeze.path_name(path)):
+      np.testing.assert_allclose(g, g_full, rtol=1e-5, atol=1e-7)
+    else:
+      assert np.abs(g).max() == 0, freeze.path_name(path)
+      frozen_full.append(np.abs(g_full).max())
+  assert frozen_full and max(frozen_full) > 0  # Without the stop they would be computed.
+  flops = lambda fn: grad(fn).lower(params).compile().cost_analysis()
+  cost = lambda fn: (lambda c: (c[0] if isinstance(c, list) else c)["flops"])(flops(fn))
+  assert cost(stopped) < cost(loss_fn)

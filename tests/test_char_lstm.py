@@ -226,6 +226,23 @@ def test_carried_state_needs_one_eval_stream_per_train_stream(tmp_path):
              seed=0, progress=False)
 
 
+def test_carried_state_flows_across_the_calls_of_a_split_epoch(tmp_path):
+  """Truncated BPTT with an epoch split into calls: the carry passes from call to call (and is
+  zeroed only at the epoch's start), so the training is exactly that of whole-epoch calls."""
+  data = text_data.stream_batches(np.arange(600) % V, batch_size=4, seq_len=5)  # 6 steps/epoch.
+  histories = []
+  for steps_per_call in (None, 2):
+    cfg = ml_collections.ConfigDict(dict(
+        batch_size=4, eval_batch_size=4, num_epochs=2, patience=0, best_metric="xent",
+        best_mode="min", log_every_steps=1, shuffle=False, carry_state=True,
+        steps_per_call=steps_per_call))
+    result = loop.fit(init_fn=char_lm.make_init_fn(MODEL, 4, 5), loss_fn=char_lm.lm_loss(MODEL),
+                      tx=optax.adam(1e-2), train_data=data, val_data=data, cfg=cfg,
+                      workdir=tmp_path / str(steps_per_call), seed=0, progress=False)
+    histories.append(result.history)
+  assert histories[0] == histories[1]
+
+
 def test_one_step_function_exports_through_jax2onnx():
   """The reason for lax.scan over nn.RNN: the one-step function converts, and ONNX Runtime agrees."""
   import onnxruntime

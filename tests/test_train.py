@@ -98,6 +98,22 @@ def test_resume_from_latest_equals_uninterrupted_run(tmp_path):
   assert steps_logged == [10, 20, 30, 40]  # No duplicate rows from the first process.
 
 
+def test_calls_per_epoch_is_the_fewest_equal_shares_within_the_limit():
+  assert loop.calls_per_epoch(100, None) == loop.calls_per_epoch(100, 0) == 1
+  assert loop.calls_per_epoch(100, 10) == 10
+  assert loop.calls_per_epoch(100, 30) == 4  # 25 steps each.
+  assert loop.calls_per_epoch(97, 10) == 97  # A prime: one step per call.
+  assert loop.calls_per_epoch(10, 50) == 1
+
+
+def test_an_epoch_split_into_calls_trains_exactly_as_one_call(tmp_path):
+  whole = run_fit(tmp_path / "whole")
+  split = run_fit(tmp_path / "split", steps_per_call=3)  # 10 steps per epoch: 5 calls of 2.
+  assert split.history == whole.history
+  np.testing.assert_array_equal(jax.tree.leaves(split.state.params)[0],
+                                jax.tree.leaves(whole.state.params)[0])
+
+
 def test_best_checkpoint_holds_the_best_validation_epoch(tmp_path):
   result = run_fit(tmp_path / "run", num_epochs=4)
   best_epoch = int(np.argmax(val_accuracies(result))) + 1

@@ -120,11 +120,12 @@ def _jsonable(tree):
 
 def make_train_epoch(state: TrainState, *, loss_fn, batch_size: int, num_examples: int,
                      mesh: jax.sharding.Mesh, num_seeds: int = 1, augment_fn=None,
-                     shuffle: bool = True, carry_state: bool = False):
+                     shuffle: bool = True, carry_state: bool = False, calls_per_epoch: int = 1):
   """``fit``'s jitted ``train_epoch(state, data, epoch) -> (state, metrics)`` on ``mesh``.
 
   The state keeps the shardings it has (``init_states(..., mesh)``) and is donated; every batch
-  is split over the devices; the metrics come back replicated.
+  is split over the devices; the metrics come back replicated. ``calls_per_epoch``: see
+  ``steps.train_epoch`` (``epoch`` then counts calls).
   """
   if batch_size % mesh.size:
     raise ValueError(f"train.batch_size={batch_size} is the global batch; it must be a "
@@ -132,11 +133,22 @@ def make_train_epoch(state: TrainState, *, loss_fn, batch_size: int, num_example
   epoch_fn = functools.partial(steps.train_epoch, loss_fn=loss_fn, batch_size=batch_size,
                                augment_fn=augment_fn, num_examples=num_examples,
                                constrain_batch=parallel.batch_constraint(mesh),
-                               shuffle=shuffle, carry_state=carry_state)
+                               shuffle=shuffle, carry_state=carry_state,
+                               calls_per_epoch=calls_per_epoch)
   state_shardings = jax.tree.map(lambda a: a.sharding, state)
   return jax.jit(maybe_vmap(epoch_fn, num_seeds, in_axes=(0, None, None)),
                  out_shardings=(state_shardings, parallel.replicated(mesh)),
                  donate_argnums=(0,))
+
+
+def calls_per_epoch(steps_per_epoch: int, steps_per_call: int | None) -> int:
+  """Into how many jitted calls ``fit`` splits an epoch: the fewest whose equal share of the
+  steps is at most ``steps_per_call`` (None or 0: one call, the fastest). More calls mean more
+  progress-bar updates inside a long epoch, at the cost of one dispatch each."""
+  if not steps_per_call or steps_per_call >= steps_per_epoch:
+    return 1
+  return next(k for k in range(-(-steps_per_epoch // steps_per_call), steps_per_epoch + 1)
+              if steps_per_epoch % k == 0)
 
 
 def first_nonfinite_step(losses: np.ndarray, first_step: int) -> int | None:
@@ -162,7 +174,9 @@ def fit(*, init_fn: InitFn, loss_fn, tx: optax.GradientTransformation,
   best_mode ('max'/'min'), log_every_steps; optional: shuffle (default True) and carry_state
   (default False; True: truncated BPTT, ``model_state`` is a recurrent carry zeroed at the start
   of every epoch and every evaluation, the batches taken in order, needs
-  eval_batch_size == batch_size). ``mesh`` (default: every device, parameters
+  eval_batch_size == batch_size), steps_per_call (default: the whole epoch in one jitted call;
+  a number: at most that many steps per call, ``calls_per_epoch``, so the progress bar moves
+  inside long epochs; the same numbers either way). ``mesh`` (default: every device, parameters
   replicated) is where it trains. ``train_data`` is a dict of host arrays holding the whole
   training set, or a ``parallel.RowSharded`` whose rows each process loaded for itself; with
   several processes, every process calls ``fit`` and only process 0 logs and shows progress.
@@ -181,10 +195,11 @@ def fit(*, init_fn: InitFn, loss_fn, tx: optax.GradientTransformation,
     raise ValueError(f"carry_state=True carries one state per stream: eval_batch_size "
                      f"({cfg.eval_batch_size}) must equal batch_size ({cfg.batch_size}).")
   state = init_states(init_fn, tx, seed, num_seeds, mesh)
+  calls = calls_per_epoch(steps_per_epoch, cfg.get("steps_per_call"))
   train_epoch = make_train_epoch(state, loss_fn=loss_fn, batch_size=cfg.batch_size,
                                  num_examples=num_train, mesh=mesh, num_seeds=num_seeds,
                                  augment_fn=augment_fn, shuffle=cfg.get("shuffle", True),
-                                 carry_state=carry_state)
+                                 carry_state=carry_state, calls_per_epoch=calls)
   evaluate_fn = make_evaluate(loss_fn, num_seeds, mesh, carry_state=carry_state)
   train_on_device = train_data.arrays
   val_batches = put_eval_batches(val_data, cfg.eval_batch_size, mesh)
@@ -210,8 +225,13 @@ def fit(*, init_fn: InitFn, loss_fn, tx: optax.GradientTransformation,
     if cfg.patience and meta["bad_epochs"] >= cfg.patience:
       break
     start = time.perf_counter()
-    state, step_metrics = train_epoch(state, train_on_device, epoch)
-    step_metrics = jax.tree.map(np.asarray, step_metrics)
+    parts = []
+    for call in range(epoch * calls, (epoch + 1) * calls):
+      state, call_metrics = train_epoch(state, train_on_device, call)
+      parts.append(jax.tree.map(np.asarray, call_metrics))
+      if calls > 1:
+        bar.update(steps_per_epoch // calls)
+    step_metrics = jax.tree.map(lambda *m: np.concatenate(m, axis=-1), *parts)
     elapsed = time.perf_counter() - start
     train_seconds += elapsed
     if epoch > first_epoch:  # The first epoch of a process includes compilation.
@@ -257,7 +277,8 @@ def fit(*, init_fn: InitFn, loss_fn, tx: optax.GradientTransformation,
       meta["bad_epochs"] += 1
     ckpt.save("latest", global_step, state.saveable(), meta)
 
-    bar.update(steps_per_epoch)
+    if calls == 1:
+      bar.update(steps_per_epoch)
     bar.set_postfix(loss=f"{np.mean(train_summary['loss']):.4f}",
                     **{f"val_{cfg.best_metric}": f"{score:.4f}"})
   bar.close()

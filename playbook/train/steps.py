@@ -73,12 +73,15 @@ def train_epoch(state: TrainState, data: Batch, epoch: jax.Array, *, loss_fn: Lo
                 batch_size: int, augment_fn: AugmentFn | None = None,
                 constrain_batch: Callable[[Batch], Batch] = lambda b: b,
                 num_examples: int | None = None, shuffle: bool = True,
-                carry_state: bool = False):
+                carry_state: bool = False, calls_per_epoch: int = 1):
   """One pass over shuffled in-memory ``data``, as a ``lax.scan`` of ``train_step``.
 
   Returns the new state and the per-step metrics, stacked (steps, ...). The shuffle and every
   step's randomness come from ``fold_in(state.rng, epoch)``, so an epoch is reproducible from the
   state alone: resuming from a checkpoint replays exactly what an uninterrupted run would do.
+  With ``calls_per_epoch = k > 1`` (so that a long epoch can report progress) one call runs a
+  k-th of the epoch, and ``epoch`` counts calls: call ``c`` runs steps ``(c % k) * steps / k``
+  onwards of epoch ``c // k``; the k calls of an epoch do exactly what one call of it would.
   ``num_examples`` (default: all rows) is the number of real rows when ``data`` ends in padding
   (a data set split over devices); the shuffle only draws from them, so the batches are the same
   on any number of devices. ``batch_size`` is the global batch: ``constrain_batch`` splits it.
@@ -87,13 +90,21 @@ def train_epoch(state: TrainState, data: Batch, epoch: jax.Array, *, loss_fn: Lo
   ``carry_state=True`` zeroes ``model_state`` at the start of the epoch; each step's loss gets the
   state the previous step returned, so a recurrent carry flows from batch to batch.
   """
+  epoch, part = epoch // calls_per_epoch, epoch % calls_per_epoch
   epoch_rng = jax.random.fold_in(state.rng, epoch)
   shuffle_rng, steps_rng = jax.random.split(epoch_rng)
   if num_examples is None:
     num_examples = jax.tree.leaves(data)[0].shape[0]
   batches = epoch_batches(shuffle_rng, num_examples, batch_size, shuffle=shuffle)
-  if carry_state:
-    state = zeroed_model_state(state)
+  if len(batches) % calls_per_epoch:
+    raise ValueError(f"calls_per_epoch={calls_per_epoch} must divide the {len(batches)} steps.")
+  steps_per_call = len(batches) // calls_per_epoch
+  first_step = part * steps_per_call
+  batches = jax.lax.dynamic_slice_in_dim(batches, first_step, steps_per_call)
+  if carry_state:  # From zeros at the start of the epoch, carried on from the previous call.
+    zeroed = zeroed_model_state(state).model_state
+    state = state.replace(model_state=jax.tree.map(lambda z, s: jnp.where(part == 0, z, s),
+                                                   zeroed, state.model_state))
 
   def body(state, step_and_indices):
     i, indices = step_and_indices
@@ -103,7 +114,7 @@ def train_epoch(state: TrainState, data: Batch, epoch: jax.Array, *, loss_fn: Lo
       batch = augment_fn(aug_rng, batch)
     return train_step(state, batch, step_rng, loss_fn=loss_fn)
 
-  return jax.lax.scan(body, state, (jnp.arange(len(batches)), batches))
+  return jax.lax.scan(body, state, (first_step + jnp.arange(steps_per_call), batches))
 
 
 def pad_to_batches(data: dict, batch_size: int) -> dict:
