@@ -170,6 +170,8 @@ def main():
                       help="Cores other processes may use for a timed call to count as quiet.")
   parser.add_argument("--max_wait", type=float, default=60.0,
                       help="Most seconds to wait for a quiet machine before each timed call.")
+  parser.add_argument("--conv_impl", default="xla", choices=("xla", "winograd"),
+                      help="The JAX side's VGG convolutions (config.backbone.conv_impl).")
   parser.add_argument("--out", default=str(RESULTS))
   args = parser.parse_args()
   import torch
@@ -178,6 +180,7 @@ def main():
 
   config = stylize.default_config()
   config.optim.name = "adam"
+  config.backbone.conv_impl = args.conv_impl
   params = stylize.load_backbone_params(config)
   data = Path(os.environ["PLAYBOOK_DATA_DIR"]) / "style"
   content = images.load_image(data / "tubingen.jpg")
@@ -237,6 +240,9 @@ def main():
   results = {"benchmark": "style_speed", "bar": ">= 1.3x the PyTorch peer",
              "iteration": "loss + image gradient + Adam update, VGG16 to block5_conv1",
              "matmul_gflops": peak, "rows": rows, "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
+             "jax_conv_impl": args.conv_impl,
+             # glibc malloc settings change the page faults XLA's buffers take (winograd_probe).
+             "malloc_env": {k: v for k, v in os.environ.items() if k.startswith("MALLOC_")},
              "xla_flags": os.environ.get("XLA_FLAGS", ""), "environment": rundir.environment()}
   out = Path(args.out)
   out.parent.mkdir(parents=True, exist_ok=True)

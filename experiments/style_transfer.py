@@ -2,7 +2,8 @@
 Night, VGG16 features, L-BFGS over the pixels, coarse to fine 256 -> 512.
 
     python -m launch.main --config=experiments/style_transfer.py --workdir=runs/style_tubingen \\
-        [--config.style=style/the_scream.jpg] [--config.colors=luminance]
+        [--config.style=style/the_scream.jpg] [--config.colors=luminance] \\
+        [--config.backbone.conv_impl=winograd]
 
 Image paths are relative to $PLAYBOOK_DATA_DIR (or absolute). Writes result.png,
 plots/side_by_side.png, plots/loss.png, progress.gif (gif_every > 0), metrics.jsonl and

@@ -40,6 +40,8 @@ _COLOR_METHOD = flags.DEFINE_enum("color_method", "luminance", ["luminance", "hi
 _GIF = flags.DEFINE_string("gif", None, "Also write the optimisation as a GIF here.")
 _GIF_EVERY = flags.DEFINE_integer("gif_every", 10, "Steps between GIF frames.")
 _DEPTH = flags.DEFINE_enum("depth", "16", ["16", "19"], "VGG depth (19 needs its weights).")
+_CONV_IMPL = flags.DEFINE_enum("conv_impl", "xla", ["xla", "winograd"],
+                               "VGG's 3x3 convolutions: XLA's, or Winograd in jax.numpy.")
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of the noise init.")
 _PROGRESS = flags.DEFINE_bool("progress", True, "Show a progress bar with the loss.")
 flags.mark_flags_as_required(["content", "style"])
@@ -65,6 +67,7 @@ def config_from_flags():
   config.colors = _COLOR_METHOD.value if _PRESERVE.value else ""
   config.gif_every = _GIF_EVERY.value if _GIF.value else 0
   config.backbone.depth = int(_DEPTH.value)
+  config.backbone.conv_impl = _CONV_IMPL.value
   config.progress = _PROGRESS.value
   return config
 

@@ -50,6 +50,10 @@ def default_config() -> ml_collections.ConfigDict:
   config.backbone.depth = 16        # 16 (weights staged) or 19 (when you have its weights).
   # VGG19's weights have no reference hash here: give the tensor sha256 of a copy you trust.
   config.backbone.expected_sha256 = ""
+  # 'xla' (nn.Conv) or 'winograd' (Winograd F(2x2 / 4x4, 3x3) convolutions, forward and input
+  # gradient, in jax.numpy: the same numbers to float32 rounding; faster on this CPU only with
+  # glibc's malloc told to reuse memory, slower without: README, "Speed against PyTorch").
+  config.backbone.conv_impl = "xla"
 
   config.sizes = (512,)             # Longer image side per scale, coarse to fine.
   config.steps = (300,)             # Optimiser steps per scale (one number per size).
@@ -91,13 +95,17 @@ def check_config(config: ml_collections.ConfigDict) -> None:
     raise ValueError(f"config.init={config.init!r}: use 'content', 'style' or 'noise'.")
   if config.optim.name not in ("adam", "lbfgs"):
     raise ValueError(f"config.optim.name={config.optim.name!r}: use 'adam' or 'lbfgs'.")
+  if config.backbone.conv_impl not in ("xla", "winograd"):
+    raise ValueError(f"config.backbone.conv_impl={config.backbone.conv_impl!r}: use 'xla' or "
+                     "'winograd'.")
   if config.colors not in ("", "luminance", "histogram"):
     raise ValueError(f"config.colors={config.colors!r}: use '', 'luminance' or 'histogram'.")
 
 
 def make_objective(config: ml_collections.ConfigDict) -> StyleObjective:
   return StyleObjective(
-      backbone=vgg.VGG(depth=config.backbone.depth, include_top=False),
+      backbone=vgg.VGG(depth=config.backbone.depth, include_top=False,
+                       conv_impl=config.backbone.conv_impl),
       content_layers=dict(config.loss.content_layers), style_layers=dict(config.loss.style_layers),
       content_weight=config.loss.content_weight, style_weight=config.loss.style_weight,
       tv_weight=config.loss.tv_weight)

@@ -12,6 +12,10 @@ computed. ``outputs=None`` returns the final output: the conv base (optionally p
 or, with the top, the logits (no softmax).
 
 The ImageNet weights are the original Caffe ones: images go in as ``preprocess(rgb_0_255)``.
+
+``conv_impl="winograd"`` computes the 3x3 convolutions (and their input gradients) by Winograd
+F(2x2 / 4x4, 3x3) (``winograd.py``): the same parameters and, up to float32 rounding, the same
+activations; for style transfer's CPU speed. The default ``"xla"`` is ``nn.Conv``.
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ from typing import Sequence
 
 import flax.linen as nn
 import jax.numpy as jnp
+
+from playbook.models import winograd
 
 # Convolutions per block: configuration D (VGG16) and E (VGG19).
 BLOCK_DEPTHS = {16: (2, 2, 3, 3, 3), 19: (2, 2, 4, 4, 4)}
@@ -67,12 +73,15 @@ class VGG(nn.Module):
   num_classes: int = 1000
   # Without the top: None (feature map), "avg", "max" or "avgmax" (both, concatenated).
   pooling: str | None = None
+  conv_impl: str = "xla"  # "xla" (nn.Conv) or "winograd" (winograd.Conv, same parameters).
 
   @nn.compact
   def __call__(self, x: jnp.ndarray, outputs: Sequence[str] | None = None, train: bool = False):
     del train  # VGG has no dropout or BatchNorm here; accepted so every backbone is called alike.
     if self.pooling not in (None, "avg", "max", "avgmax"):
       raise ValueError(f"pooling must be None, 'avg', 'max' or 'avgmax', got {self.pooling!r}.")
+    if self.conv_impl not in ("xla", "winograd"):
+      raise ValueError(f"conv_impl must be 'xla' or 'winograd', got {self.conv_impl!r}.")
     wanted = self._check_outputs(outputs)
     found = {}
 
@@ -85,7 +94,7 @@ class VGG(nn.Module):
     for b, (convs, width) in enumerate(zip(_block_depths(self.depth), BLOCK_WIDTHS)):
       for i in range(convs):
         name = f"block{b + 1}_conv{i + 1}"
-        x = nn.relu(nn.Conv(width, (3, 3), padding="SAME", name=name)(x))
+        x = nn.relu(self._conv(width, name)(x))
         if keep(name, x):
           return found
       x = nn.max_pool(x, window_shape=(2, 2), strides=(2, 2))  # Keywords: jax2onnx needs them.
@@ -110,6 +119,11 @@ class VGG(nn.Module):
     elif self.pooling == "avgmax":
       x = jnp.concatenate([x.mean(axis=(1, 2)), x.max(axis=(1, 2))], axis=-1)
     return x
+
+  def _conv(self, width: int, name: str) -> nn.Module:
+    if self.conv_impl == "winograd":
+      return winograd.Conv(width, name=name)
+    return nn.Conv(width, (3, 3), padding="SAME", name=name)
 
   def _check_outputs(self, outputs) -> set[str] | None:
     if outputs is None:
