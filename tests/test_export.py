@@ -62,7 +62,8 @@ def test_float32_exports_match_jax_logits_and_accuracy(mlp_run, key):
   assert entry["max_abs_error"] <= 1e-5
   assert entry["max_abs_error_vs_float64"] < 1e-4
   assert entry["top1_agreement"] == 1.0
-  assert abs(entry["accuracy"] - entry["jax_accuracy"]) <= 1e-4
+  # The bar: identical to 0.01 % (one test image in 10,000 may flip on a near-tie).
+  assert abs(entry["accuracy"] - entry["jax_accuracy"]) <= 1e-4 + 1e-9
   assert entry["passes"]
 
 
