@@ -14,15 +14,11 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax import lax
 
 from benchmarks.train_throughput import Machine, summarise
+from playbook.models.fast_conv import xla_conv
 
 SHAPES = ((192, 256, 64, 64), (96, 128, 128, 128), (48, 64, 256, 256), (24, 32, 512, 512))
-
-
-def conv(x, w):
-  return lax.conv_general_dilated(x, w, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
 
 
 def median_seconds(machine: Machine, call, repeats: int = 5) -> float:
@@ -33,8 +29,8 @@ def median_seconds(machine: Machine, call, repeats: int = 5) -> float:
 def main():
   import torch
   machine = Machine(quiet=0.2, max_wait=20.0)
-  forward = jax.jit(conv)
-  input_grad = jax.jit(jax.grad(lambda x, w: jnp.sum(conv(x, w) ** 2)))
+  forward = jax.jit(xla_conv)
+  input_grad = jax.jit(jax.grad(lambda x, w: jnp.sum(xla_conv(x, w) ** 2)))
   print("shape (H, W, C_in, C_out)   XLA fwd  XLA fwd+dx   torch fwd  torch fwd+dx   GFLOP/s")
   for h, w, c_in, c_out in SHAPES:
     x = jax.random.normal(jax.random.PRNGKey(0), (1, h, w, c_in))

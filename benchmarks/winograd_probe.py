@@ -28,10 +28,10 @@ import argparse
 
 import jax
 import jax.numpy as jnp
-from jax import lax
 
 from benchmarks.train_throughput import Machine, summarise
 from playbook.models import winograd
+from playbook.models.fast_conv import xla_conv
 
 SHAPES = ((192, 256, 3, 64), (192, 256, 64, 64), (96, 128, 64, 128), (96, 128, 128, 128),
           (48, 64, 128, 256), (48, 64, 256, 256), (24, 32, 256, 512), (24, 32, 512, 512),
@@ -39,12 +39,8 @@ SHAPES = ((192, 256, 3, 64), (192, 256, 64, 64), (96, 128, 64, 128), (96, 128, 1
 IMPLS = ("xla", "F2", "F4")
 
 
-def lax_conv(x, k):
-  return lax.conv_general_dilated(x, k, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
-
-
 def conv_fn(impl: str):
-  return lax_conv if impl == "xla" else lambda x, k: winograd.conv3x3(x, k, int(impl[1]))
+  return xla_conv if impl == "xla" else lambda x, k: winograd.conv3x3(x, k, int(impl[1]))
 
 
 def jitted(impl: str):

@@ -38,7 +38,8 @@ def _pad_amounts(kernel_size: int, padding: str) -> tuple[int, int]:
   raise ValueError(f"padding must be 'SAME' or 'VALID', got {padding!r}.")
 
 
-def _conv(x, kernel, padding):
+def xla_conv(x, kernel, padding="SAME"):
+  """XLA's own stride-1 convolution, NHWC / HWIO: what the fast paths must equal."""
   return lax.conv_general_dilated(x, kernel, (1, 1), padding, dimension_numbers=DIMENSION_NUMBERS)
 
 
@@ -129,7 +130,7 @@ class Conv(nn.Module):
     kernel = kernel.astype(x.dtype)
     if self.frozen_kernel:
       kernel = jax.lax.stop_gradient(kernel)
-    y = conv2d(x, kernel, self.padding) if self.fast else _conv(x, kernel, self.padding)
+    y = conv2d(x, kernel, self.padding) if self.fast else xla_conv(x, kernel, self.padding)
     if self.use_bias:
       y = y + self.param("bias", nn.initializers.zeros, (self.features,))
     return y

@@ -45,7 +45,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-DIMENSION_NUMBERS = ("NHWC", "HWIO", "NHWC")
+from playbook.models.fast_conv import xla_conv
 
 # (B^T, G, A^T) for output tile m: B^T (t, t), G (t, 3), A^T (m, t), t = m + 2.
 MATRICES = {
@@ -138,10 +138,6 @@ def winograd_conv(x: jax.Array, kernel: jax.Array, m: int = 2, *,
   return output_transform(mm, m, n, th, tw)[:, :h, :w]
 
 
-def _lax_conv(x, kernel):
-  return lax.conv_general_dilated(x, kernel, (1, 1), "SAME", dimension_numbers=DIMENSION_NUMBERS)
-
-
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
 def conv3x3(x: jax.Array, kernel: jax.Array, m: int = 2) -> jax.Array:
   """``lax.conv_general_dilated(x, kernel, (1, 1), "SAME")`` by Winograd F(m x m, 3 x 3), with
@@ -157,7 +153,7 @@ def _conv3x3_bwd(m, residuals, g):
   x, kernel = residuals
   dx = winograd_conv(g, kernel, m, transposed=True)
   # Unused in style transfer (frozen kernel): jit removes it as dead code.
-  _, kernel_vjp = jax.vjp(lambda k: _lax_conv(x, k), kernel)
+  _, kernel_vjp = jax.vjp(lambda k: xla_conv(x, k), kernel)
   (dk,) = kernel_vjp(g)
   return dx.astype(x.dtype), dk.astype(kernel.dtype)
 
@@ -198,7 +194,7 @@ class Conv(nn.Module):
     kernel = self.param("kernel", self.kernel_init, (3, 3, x.shape[-1], self.features))
     kernel = kernel.astype(x.dtype)
     m = self.tile or choose_tile(x.shape[1], x.shape[2], x.shape[-1])
-    y = conv3x3(x, kernel, m) if m else _lax_conv(x, kernel)
+    y = conv3x3(x, kernel, m) if m else xla_conv(x, kernel)
     if self.use_bias:
       y = y + self.param("bias", nn.initializers.zeros, (self.features,)).astype(y.dtype)
     return y

@@ -229,8 +229,7 @@ def fit(*, init_fn: InitFn, loss_fn, tx: optax.GradientTransformation,
     for call in range(epoch * calls, (epoch + 1) * calls):
       state, call_metrics = train_epoch(state, train_on_device, call)
       parts.append(jax.tree.map(np.asarray, call_metrics))
-      if calls > 1:
-        bar.update(steps_per_epoch // calls)
+      bar.update(steps_per_epoch // calls)
     step_metrics = jax.tree.map(lambda *m: np.concatenate(m, axis=-1), *parts)
     elapsed = time.perf_counter() - start
     train_seconds += elapsed
@@ -277,8 +276,6 @@ def fit(*, init_fn: InitFn, loss_fn, tx: optax.GradientTransformation,
       meta["bad_epochs"] += 1
     ckpt.save("latest", global_step, state.saveable(), meta)
 
-    if calls == 1:
-      bar.update(steps_per_epoch)
     bar.set_postfix(loss=f"{np.mean(train_summary['loss']):.4f}",
                     **{f"val_{cfg.best_metric}": f"{score:.4f}"})
   bar.close()
