@@ -23,7 +23,7 @@ run: setup
 	$(PY) -m launch.main --config=experiments/mnist_mlp.py --workdir=$(WORKDIR) --config.num_seeds=5
 
 test: $(VENV)/.installed-dev
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q --durations=25 tests
 
 bench: $(VENV)/.installed-dev
 	$(PY) -m benchmarks.train_throughput

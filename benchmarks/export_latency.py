@@ -11,7 +11,8 @@ inputs of the export's parity batch (images; for the character LSTM one step of 
 
 * ``batch 1``: one call with one example (per-example latency, what an app pays per request);
 * ``batch 32``: one call with 32 examples (fewer where the parity batch is smaller: the row's
-  ``batch_sizes`` says how many).
+  ``batch_sizes`` says how many). LiteRT's models have a fixed batch of one
+  (``playbook/export/tflite.py``): its batch-32 figure is 32 calls, as an edge client makes them.
 
 Runtimes: ``jax_jit`` (the exported function, jitted; ends in ``block_until_ready``), the TF
 SavedModel's ``serving_default`` signature, LiteRT's signature runner on each ``.tflite`` (float32,

@@ -368,6 +368,8 @@ def export_adapter(config: ml_collections.ConfigDict, workdir: str | Path, *, se
     model = transfer.FrozenTransferNet(backbone.make(True), len(class_names))
   else:
     model, init_fn, _ = finetune_net(config, backbone, len(class_names), 1)
+  # The export holds the backbone's export form (Lite0: grouped depthwise convolutions).
+  export_model = model.clone(backbone=transfer.get_backbone(config.backbone, export=True).make(True))
   abstract = jax.eval_shape(lambda: (lambda p, s: {"params": p, **s})(
       *init_fn(jax.random.PRNGKey(0))))
   variables, meta = restore_best(workdir, abstract, num_seeds=config.num_seeds,
@@ -391,6 +393,7 @@ def export_adapter(config: ml_collections.ConfigDict, workdir: str | Path, *, se
       name=f"{config.study}_{config.backbone}_{config.mode}", model=model, variables=variables,
       preprocess=backbone.preprocess, data=data, parity_batch=min(32, len(test_x)),
       num_calibration=len(pick), seed=config.seed, eval_batch=config.features.batch_size,
+      export_model=export_model,
       description=f"{config.study} {config.backbone} {config.mode} at {size} px: best checkpoint "
                   f"(epoch {meta.get('epoch')}, held-out {config.train.best_metric} "
                   f"{meta.get('val')}), seed {seed_index}; test: {len(test_x)} validation/ images")

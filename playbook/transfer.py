@@ -29,7 +29,9 @@ from playbook.weights import load_efficientnet_lite0, load_vgg
 class Backbone:
   name: str
   image_size: int
-  make: Callable[[bool], nn.Module]  # frozen_bn -> module(images, train) -> feature vectors.
+  # (frozen_bn, export) -> module(images, train) -> feature vectors. export: the same function
+  # and parameters from the ops export formats have kernels for (where training uses faster ones).
+  make: Callable[[bool, bool], nn.Module]
   load: Callable[[], dict]           # -> pretrained {"params", ["batch_stats"]}.
   preprocess: Callable[[jax.Array], jax.Array]  # RGB 0..255 -> the backbone's input.
   top_blocks: tuple[str, ...]        # Parameter-name prefixes unfrozen in finetune mode.
@@ -37,23 +39,27 @@ class Backbone:
 
 BACKBONES = {
     # VGG16 conv base; features = global average and max of block5_conv3 (1024).
-    "vgg16": Backbone("vgg16", 224, lambda frozen_bn: vgg.VGG(16, pooling="avgmax"),
+    "vgg16": Backbone("vgg16", 224, lambda frozen_bn, export=False: vgg.VGG(16, pooling="avgmax"),
                       lambda: {"params": load_vgg(16)}, vgg.preprocess,
                       top_blocks=("block5_",)),
     # EfficientNet-Lite0 up to its 1280-wide head conv, average-pooled.
     "efficientnet_lite0": Backbone(
         "efficientnet_lite0", 224,
-        lambda frozen_bn: efficientnet_lite.EfficientNetLite(
-            "lite0", include_top=False, frozen_bn=frozen_bn),
+        lambda frozen_bn, export=False: efficientnet_lite.EfficientNetLite(
+            "lite0", include_top=False, frozen_bn=frozen_bn, grouped_depthwise=export),
         lambda: load_efficientnet_lite0(include_top=False), efficientnet_lite.preprocess,
         top_blocks=("blocks_14", "blocks_15", "conv_head", "bn1")),
 }
 
 
-def get_backbone(name: str) -> Backbone:
+def get_backbone(name: str, export: bool = False) -> Backbone:
+  """``export``: the backbone whose ``make`` builds the export form (see ``Backbone.make``)."""
   if name not in BACKBONES:
     raise ValueError(f"Unknown backbone {name!r}; known: {sorted(BACKBONES)}.")
-  return BACKBONES[name]
+  backbone = BACKBONES[name]
+  if export:
+    backbone = dataclasses.replace(backbone, make=functools.partial(backbone.make, export=True))
+  return backbone
 
 
 class Head(nn.Module):

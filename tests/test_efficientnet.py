@@ -101,3 +101,6 @@ def test_depthwise_shifted_sum_equals_grouped_conv(size, kernel, stride):
       x, variables["params"]["kernel"], (stride, stride), "SAME",
       dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=6)
   np.testing.assert_allclose(module.apply(variables, x), grouped, atol=1e-5)
+  # The export form (grouped=True) takes the same parameters.
+  export_form = eff.DepthwiseConv(kernel, stride, grouped=True)
+  np.testing.assert_allclose(export_form.apply(variables, x), grouped, atol=1e-5)

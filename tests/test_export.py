@@ -87,6 +87,16 @@ def test_report_json_lists_every_file(mlp_run):
   assert stored["inputs"] == {"images": {"shape": ["batch", 28, 28, 1], "dtype": "float32"}}
 
 
+@pytest.mark.parametrize("key", pipeline.TFLITE_KEY.values())
+def test_tflite_exports_have_a_fixed_batch_and_no_runtime_broadcasts(mlp_run, key):
+  from ai_edge_litert.interpreter import Interpreter
+  interpreter = Interpreter(model_path=str(mlp_run[0] / "export" / pipeline.FILES[key]))
+  assert interpreter.get_input_details()[0]["shape_signature"].tolist() == [1, 28, 28, 1]
+  ops = {op["op_name"] for op in interpreter._get_ops_details()}
+  # A polymorphic batch leaves the bias adds as BROADCAST_TO + ADD of whole activations.
+  assert "FULLY_CONNECTED" in ops and not ops & {"BROADCAST_TO", "SHAPE"}
+
+
 def readme_clients() -> dict[str, str]:
   text = (ROOT / "README.md").read_text()
   return dict(re.findall(r"<!-- client: (\w+) -->\n```python\n(.*?)```", text, re.S))

@@ -9,6 +9,7 @@ tests read the report and check it against the run's own figures.
 
 from __future__ import annotations
 
+import collections
 import importlib
 import json
 import subprocess
@@ -217,6 +218,23 @@ def test_transfer_export_is_the_whole_image_classifier(transfer_run):
   assert exported["jax_accuracy"] >= 0.6  # 21 of 32 after 18 steps on 48 images.
   for key in FLOAT32:
     assert_float32_parity(exported["formats"][key], exported["jax_max_abs_error_vs_float64"])
+
+
+def test_transfer_export_holds_depthwise_kernels_with_batchnorm_folded(transfer_run):
+  """Lite0 trains with its depthwise convolutions as shifted sums (fast in XLA); TFLite and ONNX
+  get them as grouped convolutions, which they run as depthwise kernels. Before: 1,781 TFLite ops
+  (465 BROADCAST_TO, 354 STRIDED_SLICE) and 4,823 ONNX nodes, about 1.8 s an image in LiteRT."""
+  import onnx
+  from ai_edge_litert.interpreter import Interpreter
+  export = transfer_run[0] / "export"
+  interpreter = Interpreter(model_path=str(export / "model_float32.tflite"))
+  ops = collections.Counter(op["op_name"] for op in interpreter._get_ops_details())
+  assert ops["DEPTHWISE_CONV_2D"] == 16 and ops["CONV_2D"] == 33  # BatchNorm folded into them.
+  assert not set(ops) & {"BROADCAST_TO", "STRIDED_SLICE", "SHAPE"} and sum(ops.values()) < 80
+  nodes = onnx.load(export / "model.onnx").graph.node
+  grouped = [n for n in nodes if n.op_type == "Conv" and any(a.name == "group" and a.i > 1
+                                                              for a in n.attribute)]
+  assert len(grouped) == 16 and len(nodes) < 300
 
 
 @pytest.mark.parametrize("study, missing", [("cats_dogs", "classes.json"),

@@ -24,6 +24,7 @@ Two shapes of model are provided for:
 
 from __future__ import annotations
 
+import functools
 import importlib
 from pathlib import Path
 from typing import Callable, Sequence
@@ -51,13 +52,15 @@ def classification_accuracy(predict: Predict, x: np.ndarray, y: np.ndarray,
 def classifier_exportable(*, name: str, model, variables: dict, preprocess,
                           data: ImageDataset, parity_batch: int = 256,
                           num_calibration: int = 200, seed: int = 0,
-                          eval_batch: int = EVAL_BATCH, description: str = "") -> Exportable:
+                          eval_batch: int = EVAL_BATCH, description: str = "",
+                          export_model=None) -> Exportable:
   """``images (B, H, W, C) float32 on 0..255 -> (logits (B, classes),)`` of a linen classifier
   called as ``model.apply(variables, x, train=False)``. ``eval_batch``: test images per call
-  when measuring accuracy (smaller for large images)."""
+  when measuring accuracy (smaller for large images). ``export_model``: the same network from
+  other ops, with the same variables, for the formats to hold (``Exportable.export_fn``)."""
   variables = jax.tree.map(jnp.asarray, variables)
 
-  def fn(images):
+  def fn(images, model=model):
     return (model.apply(variables, preprocess(images), train=False),)
 
   def fn64(images):  # Float64 from the standardised pixels on (every runtime standardises in f32).
@@ -78,7 +81,8 @@ def classifier_exportable(*, name: str, model, variables: dict, preprocess,
       outputs=("logits",), parity_inputs=(test_x[:parity_batch],),
       accuracy=lambda predict: classification_accuracy(predict, test_x, data.test.y,
                                                        eval_batch),
-      num_test=len(test_x), representative=representative, description=description, fn64=fn64)
+      num_test=len(test_x), representative=representative, description=description, fn64=fn64,
+      export_fn=None if export_model is None else functools.partial(fn, model=export_model))
 
 
 def plain_ops(model_config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:

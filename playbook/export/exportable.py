@@ -51,6 +51,11 @@ class Exportable:
   fn64: optional, ``fn`` computed in float64 (run under ``jax.enable_x64``): the truth every
     float32 runtime, JAX's included, rounds away from. It tells a runtime that differs from JAX
     by float32 rounding (both equally far from float64) from one that computes something else.
+  export_fn: optional, ``fn`` built from other ops for the runtimes with kernels of their own,
+    TFLite and ONNX (EfficientNet-Lite's depthwise convolutions: a shifted sum in ``fn``, fast
+    on XLA's CPU, and grouped convolutions here, which they run as depthwise kernels). The
+    SavedModel, which XLA runs, holds ``fn``. Parity and accuracy compare every runtime with
+    ``fn``, the model as trained.
   """
   name: str
   fn: Callable[..., tuple]
@@ -62,6 +67,12 @@ class Exportable:
   representative: Callable[[], Iterator[Sequence[np.ndarray]]] | None = None
   description: str = ""
   fn64: Callable[..., tuple] | None = None
+  export_fn: Callable[..., tuple] | None = None
+
+  @property
+  def portable_fn(self) -> Callable[..., tuple]:
+    """What TFLite and ONNX hold: ``export_fn``, or else ``fn``."""
+    return self.export_fn or self.fn
 
   def __post_init__(self):
     if len(self.parity_inputs) != len(self.inputs):

@@ -41,7 +41,7 @@ def export(exportable: Exportable, path: str | Path) -> Path:
       jax.export.symbolic_shape(",".join(map(str, s.symbolic("B"))), scope=scope), s.dtype)
       for s in exportable.inputs]
   try:
-    model = jax2onnx.to_onnx(exportable.fn, inputs, model_name=exportable.name, opset=OPSET,
+    model = jax2onnx.to_onnx(exportable.portable_fn, inputs, model_name=exportable.name, opset=OPSET,
                              input_names=[s.name for s in exportable.inputs],
                              output_names=list(exportable.outputs))
     model = check(model)

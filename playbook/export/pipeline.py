@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import time
 from pathlib import Path
 
@@ -70,19 +71,22 @@ def export_exportable(exportable: Exportable, out_dir: str | Path, *,
   jax_accuracy = exportable.accuracy(reference_predict)
 
   written = {}
-  if "saved_model" in formats or "tflite" in formats:  # TFLite converts from the SavedModel.
+  if "saved_model" in formats:
     written["saved_model"] = saved_model.export(exportable, out_dir / FILES["saved_model"])
-  if "tflite" in formats:
-    for q in quantize:
-      key = TFLITE_KEY[q]
-      written[key] = tflite.export(exportable, written["saved_model"], out_dir / FILES[key], q)
+  if "tflite" in formats:  # Converted from a SavedModel of fixed batch (see playbook/export/tflite).
+    fixed = out_dir / f"saved_model_batch{tflite.BATCH}.tmp"
+    try:
+      saved_model.export(exportable, fixed, batch_size=tflite.BATCH, fn=exportable.portable_fn)
+      for q in quantize:
+        key = TFLITE_KEY[q]
+        written[key] = tflite.export(exportable, fixed, out_dir / FILES[key], q)
+    finally:
+      shutil.rmtree(fixed, ignore_errors=True)
   if "onnx" in formats:
     written["onnx"] = onnx.export(exportable, out_dir / FILES["onnx"])
 
   entries = {}
   for key, path in written.items():
-    if key == "saved_model" and "saved_model" not in formats:
-      continue
     start = time.perf_counter()
     predict = loader(key)(path, exportable)
     entry = {"file": path.name, "size_bytes": report.size_bytes(path),

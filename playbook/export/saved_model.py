@@ -16,16 +16,19 @@ from playbook.export.exportable import ExportError, Exportable, Predict
 from playbook.export.tf_cpu import tensorflow
 
 
-def export(exportable: Exportable, directory: str | Path) -> Path:
+def export(exportable: Exportable, directory: str | Path, batch_size: int | None = None,
+           fn=None) -> Path:
+  """``batch_size``: None, the batch dimension polymorphic; a number, fixed to it. ``fn``: the
+  function to hold, ``exportable.fn`` by default. (What the TFLite converter is given: fixed
+  batch, ``portable_fn``; see ``playbook/export/tflite.py``.)"""
   tf = tensorflow()
   from jax.experimental import jax2tf
 
   directory = Path(directory)
-  converted = jax2tf.convert(
-      exportable.fn, with_gradient=False,
-      polymorphic_shapes=["(" + ", ".join(map(str, s.symbolic())) + ")"
-                          for s in exportable.inputs])
-  signature = [tf.TensorSpec(s.shape, tf.as_dtype(s.dtype), name=s.name)
+  polymorphic = None if batch_size else [
+      "(" + ", ".join(map(str, s.symbolic())) + ")" for s in exportable.inputs]
+  converted = jax2tf.convert(fn or exportable.fn, with_gradient=False, polymorphic_shapes=polymorphic)
+  signature = [tf.TensorSpec((batch_size, *s.shape[1:]), tf.as_dtype(s.dtype), name=s.name)
                for s in exportable.inputs]
 
   @tf.function(autograph=False, input_signature=signature)
