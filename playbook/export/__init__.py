@@ -5,7 +5,7 @@
     adapters.py     per model family, a run's config + best checkpoint -> an ``Exportable``
     restore.py      the run's config.json and best checkpoint (never a live training process)
     saved_model.py  jax2tf -> TF SavedModel, polymorphic batch dimension, no gradients
-    tflite.py       SavedModel -> .tflite (float32, dynamic-range int8, full int8), LiteRT runner
+    tflite.py       batch-1 SavedModel -> .tflite (float32, dynamic-range int8, full int8), LiteRT
     onnx.py         jax2onnx -> .onnx, onnx.checker, onnxruntime runner
     parity.py       every runtime against the JAX function: max abs error, accuracy
     report.py       the bars, report.json and its table
