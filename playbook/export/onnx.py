@@ -41,8 +41,8 @@ def export(exportable: Exportable, path: str | Path) -> Path:
       jax.export.symbolic_shape(",".join(map(str, s.symbolic("B"))), scope=scope), s.dtype)
       for s in exportable.inputs]
   try:
-    model = jax2onnx.to_onnx(exportable.portable_fn, inputs, model_name=exportable.name, opset=OPSET,
-                             input_names=[s.name for s in exportable.inputs],
+    model = jax2onnx.to_onnx(exportable.portable_fn, inputs, model_name=exportable.name,
+                             opset=OPSET, input_names=[s.name for s in exportable.inputs],
                              output_names=list(exportable.outputs))
     model = check(model)
   except Exception as e:  # Unsupported primitives, failed checks: jax2onnx raises many types.

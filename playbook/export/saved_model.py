@@ -27,7 +27,8 @@ def export(exportable: Exportable, directory: str | Path, batch_size: int | None
   directory = Path(directory)
   polymorphic = None if batch_size else [
       "(" + ", ".join(map(str, s.symbolic())) + ")" for s in exportable.inputs]
-  converted = jax2tf.convert(fn or exportable.fn, with_gradient=False, polymorphic_shapes=polymorphic)
+  converted = jax2tf.convert(fn or exportable.fn, with_gradient=False,
+                             polymorphic_shapes=polymorphic)
   signature = [tf.TensorSpec((batch_size, *s.shape[1:]), tf.as_dtype(s.dtype), name=s.name)
                for s in exportable.inputs]
 

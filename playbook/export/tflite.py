@@ -9,11 +9,11 @@ every variant the same way).
 the polymorphic one: with a symbolic batch, every broadcast of a constant (BatchNorm's
 per-channel statistics, an activation's bounds, a bias) becomes a runtime ``BROADCAST_TO`` of
 the whole activation, and nothing folds into the convolutions. EfficientNet-Lite0 came out with
-177 of them, ran 10-50x slower than it should in LiteRT, and ran out of 24 GB at batch 32;
+465 of them among 1,781 ops, took 0.7-1.8 s an image in LiteRT and ran out of 24 GB at batch 32;
 with fixed shapes the converter folds BatchNorm and ReLU6 into ``CONV_2D``/``DEPTHWISE_CONV_2D``
-(which also keeps full int8 accurate). A fixed-shape model is what an edge runtime runs;
-``load``'s predict takes any batch by calling it once per example. (Resizing the input would
-not do: a flatten's ``RESHAPE`` keeps the traced batch.)
+(65 ops, about 23 ms an image; it also keeps full int8 accurate). A fixed-shape model is what
+an edge runtime runs; ``load``'s predict takes any batch by calling it once per example.
+(Resizing the input would not do: a flatten's ``RESHAPE`` keeps the traced batch.)
 """
 
 from __future__ import annotations
