@@ -369,8 +369,7 @@ def export_adapter(config: ml_collections.ConfigDict, workdir: str | Path, *, se
   else:
     model, init_fn, _ = finetune_net(config, backbone, len(class_names), 1)
   # The export holds the backbone's export form (Lite0: grouped depthwise convolutions).
-  export_model = model.clone(
-      backbone=transfer.get_backbone(config.backbone, export=True).make(True))
+  export_model = model.clone(backbone=backbone.make(True, export=True))
   abstract = jax.eval_shape(lambda: (lambda p, s: {"params": p, **s})(
       *init_fn(jax.random.PRNGKey(0))))
   variables, meta = restore_best(workdir, abstract, num_seeds=config.num_seeds,

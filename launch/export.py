@@ -5,8 +5,8 @@ Reads ``DIR/config.json`` and ``DIR/checkpoints/best`` (never a live training pr
 ``DIR/export/`` (saved_model/, model_*.tflite, model.onnx) and ``DIR/export/report.json``: per
 format its file, size, max abs logit error against JAX on a batch of real test inputs, and its
 accuracy on the full test set beside JAX's. TFLite is converted from a SavedModel of the same
-function traced at a fixed batch of one (``playbook/export/tflite.py``), not kept. Exits 1 on bad input, 2 when an export
-misses its bar.
+function traced at a fixed batch of one (``playbook/export/tflite.py``), not kept. Exits 1 on
+bad input, 2 when an export misses its bar.
 """
 
 from __future__ import annotations

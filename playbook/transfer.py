@@ -52,14 +52,10 @@ BACKBONES = {
 }
 
 
-def get_backbone(name: str, export: bool = False) -> Backbone:
-  """``export``: the backbone whose ``make`` builds the export form (see ``Backbone.make``)."""
+def get_backbone(name: str) -> Backbone:
   if name not in BACKBONES:
     raise ValueError(f"Unknown backbone {name!r}; known: {sorted(BACKBONES)}.")
-  backbone = BACKBONES[name]
-  if export:
-    backbone = dataclasses.replace(backbone, make=functools.partial(backbone.make, export=True))
-  return backbone
+  return BACKBONES[name]
 
 
 class Head(nn.Module):
