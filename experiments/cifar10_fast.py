@@ -9,7 +9,8 @@ random crops (reflect padding 2) and flips, and flip test-time augmentation. The
 evaluated after every epoch for the accuracy-versus-time curve (``plots/accuracy_vs_time.png``).
 
 Bar on the staged LOSSY JPEG copy (``--config.data.source=files``, the default), 2-core CPU:
->= 92.0 % test accuracy from one run. Not yet measured: see the README's CIFAR-10 section.
+>= 92.0 % test accuracy from one run. Not met: this config gives 89.33 / 89.00 / 89.31 % (seeds
+0/1/2, run on a GPU with XLA's convolutions), and 4x the epochs only 90.4 % (README, CIFAR-10).
 
 The configuration meant to reach 94.0 % on the OFFICIAL data (airbench94's recipe: all 50,000
 training images, batch 1024, 9.9 epochs) is ``:official94``:
@@ -17,7 +18,8 @@ training images, batch 1024, 9.9 epochs) is ``:official94``:
     python -m launch.main --config=experiments/cifar10_fast.py:official94 \
         --workdir=runs/cifar10_fast94 --config.data.source=official
 
-(also not run here: it needs the official batches and, to be quick, a GPU).
+(the official batches are not on this machine; on the JPEG copy, on one H200, it gives
+88.69 / 88.06 / 88.33 % in 4.8 s of training).
 """
 
 import ml_collections
@@ -41,10 +43,15 @@ def get_config(arg: str = ""):
   config.optim.lr_scaling = "linear"
   config.optim.momentum = 0.85
   config.optim.weight_decay = 2e-6
-  config.optim.schedule = "onecycle"
+  config.optim.schedule = "triangle"  # 0.2 x peak -> peak at 23 % of the steps -> 0.07 x peak.
+  config.optim.warmup_fraction = 0.23
+  config.optim.start_factor = 0.2
+  config.optim.end_factor = 0.07
+  config.optim.norm_bias_lr_scale = 64.0  # airbench's bias_scaler: BatchNorm biases learn fast.
   config.optim.label_smoothing = 0.2
   config.optim.lookahead_every = 5
   config.optim.lookahead_step_size = 1 - 0.95 ** 5
+  config.optim.lookahead_ramp_power = 3.0  # Averaging ramps in as (step / total) ** 3.
   config.augment.max_shift = 2
   config.augment.flip_lr = True
   config.augment.pad_mode = "reflect"

@@ -164,7 +164,7 @@ def run(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
   model = build_model(config.model, len(vocab))
   batch_size, seq_len = config.train.batch_size, config.data.seq_len
   steps_per_epoch = len(train["inputs"]) // batch_size
-  writer = MetricWriter(workdir)
+  writer = MetricWriter(workdir, tensorboard=config.tensorboard)
   result = fit(init_fn=make_init_fn(model, batch_size, seq_len), loss_fn=lm_loss(model),
                tx=make_tx(config, steps_per_epoch), train_data=parallel.shard_rows(train, mesh),
                val_data=val, cfg=config.train, workdir=workdir, seed=config.seed,

@@ -120,7 +120,7 @@ def run(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
   augment_fn = augment.image_augmenter(max_shift=config.augment.max_shift,
                                        flip_lr=config.augment.flip_lr,
                                        pad_mode=config.augment.get("pad_mode", "constant"))
-  writer = MetricWriter(workdir)
+  writer = MetricWriter(workdir, tensorboard=config.tensorboard)
   # The test set after every epoch, for the curves only (the reported figure is still one
   # evaluation of the best-on-validation checkpoint).
   curve_data = {"test_curve": as_batch(data.test)} if config.train.get("test_curve") else None

@@ -22,6 +22,8 @@ def classifier_config(*, study: str, data: str, hidden: tuple[int, ...],
   config.seed = 0
   config.num_seeds = 1          # >1 trains that many seeds at once with jax.vmap.
   config.progress = True
+  # False: metrics.jsonl only, without the TensorBoard writer (which imports TensorFlow).
+  config.tensorboard = True
 
   config.data = ml_collections.ConfigDict()
   config.data.name = data

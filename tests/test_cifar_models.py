@@ -15,7 +15,9 @@ import pytest
 
 from playbook.data import augment, cifar10
 from playbook.models import fast_conv, resnet_fast
-from playbook.train.optim import lookahead
+import ml_collections
+
+from playbook.train.optim import learning_rate_schedule, lookahead, make_optimizer
 from test_cifar_data import official_batches
 
 
@@ -69,6 +71,52 @@ def test_lookahead_moves_slow_weights_and_resets_fast_ones_every_k_steps():
   assert float(params["w"]) == 1.0  # Step 2: fast 2.0, slow 0 + 0.5 * (2 - 0); fast := slow.
 
 
+def test_lookahead_ramp_follows_the_fast_weights_early_and_averages_late():
+  tx = optax.chain(optax.sgd(1.0), lookahead(every=1, step_size=0.5, ramp_power=3.0,
+                                             total_steps=2))
+  params, grads = {"w": jnp.zeros(())}, {"w": jnp.array(-1.0)}
+  state = tx.init(params)
+  updates, state = tx.update(grads, state, params)
+  params = optax.apply_updates(params, updates)
+  # Step 1 of 2: slow keeps 0.5 * (1/2)**3 = 1/16 of itself (0): 0 + 15/16 * (1 - 0).
+  np.testing.assert_allclose(params["w"], 15 / 16)
+  updates, state = tx.update(grads, state, params)
+  params = optax.apply_updates(params, updates)
+  np.testing.assert_allclose(params["w"], 0.5 * 15 / 16 + 0.5 * (15 / 16 + 1))  # Keeps 1/2.
+
+
+def test_norm_bias_lr_scale_is_lr_times_s_with_weight_decay_over_s():
+  cfg = ml_collections.ConfigDict(dict(name="sgd", learning_rate=0.1, momentum=0.9,
+                                       weight_decay=0.01, schedule="constant", warmup_epochs=0.0,
+                                       norm_bias_lr_scale=64.0))
+  params = {"BatchNorm_0": {"bias": jnp.array([1.0])}, "Conv_0": {"kernel": jnp.array([1.0])}}
+  grads = {"BatchNorm_0": {"bias": jnp.array([0.5])}, "Conv_0": {"kernel": jnp.array([0.5])}}
+  updates, _ = make_optimizer(cfg, 1, 1).update(grads, make_optimizer(cfg, 1, 1).init(params),
+                                                params)
+  # Nesterov's first step is (1 + momentum) x the step; airbench: lr 64 x 0.1, decay 0.01 / 64.
+  np.testing.assert_allclose(updates["BatchNorm_0"]["bias"], -1.9 * 6.4 * (0.5 + 0.01 / 64))
+  np.testing.assert_allclose(updates["Conv_0"]["kernel"], -1.9 * 0.1 * (0.5 + 0.01))
+
+
+def test_triangle_schedule_is_airbench_piecewise_linear():
+  cfg = ml_collections.ConfigDict(dict(learning_rate=2.0, schedule="triangle",
+                                       warmup_fraction=0.25, start_factor=0.2,
+                                       end_factor=0.1, warmup_epochs=0.0))
+  schedule = learning_rate_schedule(cfg, steps_per_epoch=10, num_epochs=4)
+  np.testing.assert_allclose([schedule(0), schedule(5), schedule(10), schedule(25),
+                              schedule(40)], [0.4, 1.2, 2.0, 1.1, 0.2], rtol=1e-6)
+
+
+def test_dirac_init_starts_the_first_filters_as_the_identity():
+  kernel = resnet_fast.dirac_conv_init(jax.random.PRNGKey(0), (3, 3, 4, 6))
+  x = jax.random.normal(jax.random.PRNGKey(1), (2, 5, 5, 4))
+  y = jax.lax.conv_general_dilated(x, kernel, (1, 1), "SAME",
+                                   dimension_numbers=fast_conv.DIMENSION_NUMBERS)
+  np.testing.assert_allclose(y[..., :4], x, atol=1e-6)
+  bound = 1 / np.sqrt(3 * 3 * 4)  # The other filters: PyTorch's U(-1/sqrt(fan_in), +).
+  assert 0.5 * bound < float(jnp.abs(kernel[..., 4:]).max()) <= bound
+
+
 def test_reflect_crop_never_brings_in_zeros_and_follows_the_rng():
   images = jnp.ones((16, 8, 8, 3))
   zero = augment.random_translate(jax.random.PRNGKey(0), images, 2)
@@ -97,7 +145,9 @@ def test_quick_config_trains_end_to_end(study, tmp_path, monkeypatch):
   config.data.train_limit, config.data.val_size = 160, 40
   config.train.batch_size, config.train.eval_batch_size = 32, 40
   config.train.num_epochs, config.progress = 2, False
+  config.tensorboard = study == "cifar10_cnn"  # Off: metrics.jsonl only, no TensorFlow writer.
   results = experiment.run(config, tmp_path / "run")
+  assert (tmp_path / "run" / "tensorboard").exists() == config.tensorboard
   assert results["epochs_run"] == 2
   assert results["data_copy"] == "official CIFAR-10 python batches"
   assert 0.0 <= results["test_accuracy"]["mean"] <= 1.0

@@ -7,14 +7,16 @@ single GPU", arXiv:2404.00498; github.com/KellerJordan/cifar10-airbench).
             widths 64, 256, 256
     head:   global max pool -> dense 10 (no bias) -> x 1/9
 
-BatchNorm has no trained scale (as airbench: its weight is frozen at 1) and a fast-moving running
-average. Training also uses label smoothing, a lookahead of the weights (``optim.lookahead``)
+BatchNorm has no trained scale (as airbench: its weight is frozen at 1), a fast-moving running
+average and 64x the learning rate on its biases (``optim.norm_bias_lr_scale``); the convolutions
+start from airbench's identity ("dirac") initialisation. Training also uses label smoothing, a lookahead of the weights (``optim.lookahead``)
 and, at test time, the mean of the logits of the image and its mirror image (``tta_flip``).
 """
 
 from __future__ import annotations
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -41,6 +43,21 @@ def whitening_kernel(images: np.ndarray, patch_size: int = 2, eps: float = 5e-4)
   return filters.reshape(-1, p, p, c).transpose(1, 2, 3, 0).astype(np.float32)  # HWIO
 
 
+# PyTorch's default initialisation, U(+-1/sqrt(fan_in)), which airbench's learning rates assume:
+# the weights before each BatchNorm are scale-free, so their scale sets the effective step size.
+torch_default_init = nn.initializers.variance_scaling(1 / 3, "fan_in", "uniform")
+
+
+def dirac_conv_init(key, shape, dtype=jnp.float32):
+  """airbench's conv init: PyTorch's default, then the first min(in, out) filters set to the
+  identity (``torch.nn.init.dirac_``), so each conv starts close to passing its input through."""
+  kh, kw, cin, cout = shape
+  n = min(cin, cout)
+  identity = jnp.zeros((kh, kw, cin, n), dtype).at[kh // 2, kw // 2, jnp.arange(n),
+                                                   jnp.arange(n)].set(1)
+  return torch_default_init(key, shape, dtype).at[..., :n].set(identity)
+
+
 class ConvGroup(nn.Module):
   width: int
   bn_momentum: float
@@ -50,10 +67,12 @@ class ConvGroup(nn.Module):
   def __call__(self, x, *, train: bool):
     bn = lambda: nn.BatchNorm(use_running_average=not train, momentum=self.bn_momentum,
                               epsilon=1e-12, use_scale=False)
-    x = Conv(self.width, use_bias=False, fast=self.fast_conv)(x)
+    conv = lambda: Conv(self.width, use_bias=False, fast=self.fast_conv,
+                        kernel_init=dirac_conv_init)
+    x = conv()(x)
     x = max_pool_2x2(x, fast=self.fast_conv)
     x = nn.gelu(bn()(x))
-    x = Conv(self.width, use_bias=False, fast=self.fast_conv)(x)
+    x = conv()(x)
     return nn.gelu(bn()(x))
 
 
@@ -73,7 +92,8 @@ class FastResNet(nn.Module):
     for width in self.widths:
       x = ConvGroup(width, self.bn_momentum, self.fast_conv)(x, train=train)
     x = jnp.max(x, axis=(1, 2))
-    return nn.Dense(self.num_classes, use_bias=False, name="head")(x) * self.logit_scale
+    head = nn.Dense(self.num_classes, use_bias=False, kernel_init=torch_default_init, name="head")
+    return head(x) * self.logit_scale
 
   @nn.compact
   def __call__(self, x: jnp.ndarray, *, train: bool) -> jnp.ndarray:

@@ -40,13 +40,24 @@ def learning_rate_schedule(cfg: ml_collections.ConfigDict, steps_per_epoch: int,
     return optax.warmup_cosine_decay_schedule(0.0, peak, warmup, max(total, warmup + 1))
   if cfg.schedule == "onecycle":
     return optax.cosine_onecycle_schedule(total, peak)
-  raise ValueError(f"Unknown schedule {cfg.schedule!r}: use constant, cosine or onecycle.")
+  if cfg.schedule == "triangle":  # airbench94's: linear from start_factor up, then down.
+    top = max(int(cfg.warmup_fraction * total), 1)
+    return optax.join_schedules(
+        [optax.linear_schedule(cfg.start_factor * peak, peak, top),
+         optax.linear_schedule(peak, cfg.end_factor * peak, max(total - top, 1))], [top])
+  raise ValueError(f"Unknown schedule {cfg.schedule!r}: use constant, cosine, onecycle or "
+                   "triangle.")
 
 
-def lookahead(every: int, step_size: float) -> optax.GradientTransformation:
+def lookahead(every: int, step_size: float, ramp_power: float = 0.0,
+              total_steps: int = 1) -> optax.GradientTransformation:
   """Lookahead of the weights (Zhang et al. 2019), as airbench94 uses it: every ``every`` steps
-  the slow weights move ``step_size`` of the way to the fast ones and the fast weights are reset
-  to them. Chained after an optimiser, it rewrites that step's updates; no trainer change needed.
+  the slow weights move part of the way to the fast ones and the fast weights are reset to them.
+  Chained after an optimiser, it rewrites that step's updates; no trainer change needed.
+
+  The slow weights keep ``(1 - step_size) * (step / total_steps) ** ramp_power`` of themselves:
+  with ``ramp_power`` 0 a constant ``step_size``; airbench94 ramps with power 3, so early on the
+  slow weights simply follow the fast ones and the averaging only bites late in training.
   """
 
   def init(params):
@@ -56,12 +67,21 @@ def lookahead(every: int, step_size: float) -> optax.GradientTransformation:
     count = state["count"] + 1
     sync = count % every == 0
     fast = optax.apply_updates(params, updates)
-    moved = jax.tree.map(lambda s, f: s + step_size * (f - s), state["slow"], fast)
+    keep = (1.0 - step_size) * jnp.minimum(count / total_steps, 1.0) ** ramp_power
+    moved = jax.tree.map(lambda s, f: f + keep * (s - f), state["slow"], fast)
     slow = jax.tree.map(lambda m, s: jnp.where(sync, m, s), moved, state["slow"])
     updates = jax.tree.map(lambda u, s, p: jnp.where(sync, s - p, u), updates, slow, params)
     return updates, {"count": count, "slow": slow}
 
   return optax.GradientTransformation(init, update)
+
+
+def norm_bias_mask(params):
+  """True for the ``bias`` of every BatchNorm / LayerNorm / GroupNorm layer in ``params``."""
+  def is_norm_bias(path, _):
+    names = [str(getattr(k, "key", k)) for k in path]
+    return names[-1] == "bias" and any("Norm" in n or "norm" in n for n in names[:-1])
+  return jax.tree_util.tree_map_with_path(is_norm_bias, params)
 
 
 def make_optimizer(cfg: ml_collections.ConfigDict, steps_per_epoch: int, num_epochs: int,
@@ -83,8 +103,14 @@ def make_optimizer(cfg: ml_collections.ConfigDict, steps_per_epoch: int, num_epo
     opt = optax.rmsprop(lr)
   else:
     raise ValueError(f"Unknown optimizer {cfg.name!r}: use adam, adamw, sgd or rmsprop.")
+  if cfg.get("norm_bias_lr_scale", 1.0) != 1.0:
+    # Scaling the gradient (before weight decay is added) is a learning rate x s with weight
+    # decay / s for these parameters: airbench94's "bias_scaler" for BatchNorm biases.
+    opt = optax.chain(optax.masked(optax.scale(cfg.norm_bias_lr_scale), norm_bias_mask), opt)
   if cfg.get("clip_norm"):
     opt = optax.chain(optax.clip_by_global_norm(cfg.clip_norm), opt)
   if cfg.get("lookahead_every"):
-    opt = optax.chain(opt, lookahead(cfg.lookahead_every, cfg.lookahead_step_size))
+    opt = optax.chain(opt, lookahead(cfg.lookahead_every, cfg.lookahead_step_size,
+                                     cfg.get("lookahead_ramp_power", 0.0),
+                                     steps_per_epoch * num_epochs))
   return opt
