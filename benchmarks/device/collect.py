@@ -14,7 +14,8 @@ import sys
 from pathlib import Path
 
 KEEP = ("study", "data_copy", "epochs_run", "best_epoch", "test_accuracy", "best_val_nats_per_char",
-        "train_seconds", "train_seconds_per_epoch_cumulative", "wall_seconds", "train_tokens_per_second", "environment")
+        "train_seconds", "train_seconds_per_epoch_cumulative", "wall_seconds",
+        "train_tokens_per_second", "environment")
 
 
 def collect(folder: Path, label: str) -> list[dict]:
