@@ -42,7 +42,7 @@ from experiments import cifar10_fast  # noqa: E402
 from playbook import classify  # noqa: E402
 from playbook.data import cifar10  # noqa: E402
 from playbook.models import resnet_fast  # noqa: E402
-from playbook.train.freeze import frozen  # noqa: E402
+from playbook.train.freeze import frozen, path_name  # noqa: E402
 from playbook.train.losses import classification_loss  # noqa: E402
 from playbook.train.optim import make_optimizer  # noqa: E402
 
@@ -193,7 +193,7 @@ def run(args) -> dict:
     loss.backward()
     if step == 0:  # The first gradients, before any optimiser difference can enter.
       sd_grads = {k: q.grad for k, q in net.named_parameters() if q.grad is not None}
-      jax_grads = {"/".join(str(getattr(k, "key", k)) for k in path): np.asarray(v) * batch
+      jax_grads = {path_name(path): np.asarray(v) * batch
                    for path, v in jax.tree_util.tree_leaves_with_path(grads)}
       g = {name: rel(jax_grads[name], value) for name, value in
            torch_params(sd_grads).items()}
@@ -208,7 +208,7 @@ def run(args) -> dict:
           if v.dtype.is_floating_point:
             ema[k].lerp_(v, 1 - alpha_schedule[step + 1])
             v.copy_(ema[k])
-    flat = {"/".join(str(getattr(k, "key", k)) for k in path): np.asarray(v)
+    flat = {path_name(path): np.asarray(v)
             for path, v in jax.tree_util.tree_leaves_with_path(params)}
     diffs = {name: rel(flat[name], value) for name, value in torch_params().items()}
     worst = max(diffs, key=diffs.get)

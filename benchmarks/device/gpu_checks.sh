@@ -1,23 +1,14 @@
 #!/bin/bash
 # GPU checks for issues 5 and 6, run by the device tool from the repo root. QUICK=1: a CPU dry run.
 set -u
-export PYTHONUNBUFFERED=1
-PY=${PY:-python3}
-OUT=${OUT:-/tmp/out}; mkdir -p $OUT
-if [ -z "${QUICK:-}" ]; then
-  $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
-  export PYTHONPATH=/tmp/site:$PWD
-fi
-export PLAYBOOK_DATA_DIR=$PWD/.devdata/data PLAYBOOK_CACHE_DIR=/tmp/pbcache PLAYBOOK_JAX_CACHE=/tmp/pbcache/jax
-W=/tmp/gpu_runs; rm -rf $W; mkdir -p $W
+source benchmarks/device/setup.sh
 ( nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv; nproc
   $PY -c "import jax, flax, optax, orbax.checkpoint as o; print(jax.__version__, flax.__version__, optax.__version__, jax.devices())" ) 2>&1 | tee $W/env.txt
-mkdir -p .devdata/data/cifar10 && cp .devdata/SOURCE_cifar10.md .devdata/data/cifar10/SOURCE.md
 $PY benchmarks/device/unpack_cifar.py .devdata .devdata/data/cifar10 > $W/unpack.log 2>&1 &
 if [ -n "${QUICK:-}" ]; then
-  LSTM="--config.data.max_chars=300000 --config.train.num_epochs=1 --config.model.hidden=64"; C1=":quick"; C2=":quick"; T=1
+  LSTM="--config.data.max_chars=300000 --config.train.num_epochs=1 --config.model.hidden=64"; C1=":quick"; C2=":quick"
 else
-  LSTM=""; C1=""; C2=":official94"; T=1
+  LSTM=""; C1=""; C2=":official94"
 fi
 run() {  # name, timeout, args...
   local name=$1 t=$2 cfg=$3; shift 3; local s=$(date +%s)

@@ -10,13 +10,13 @@ single GPU", arXiv:2404.00498; github.com/KellerJordan/cifar10-airbench).
 BatchNorm has no trained scale (as airbench: its weight is frozen at 1), a fast-moving running
 average and 64x the learning rate on its biases (``optim.norm_bias_lr_scale``); the convolutions
 start from airbench's identity ("dirac") initialisation. Training also uses label smoothing, a
-lookahead of the weights (``optim.lookahead``) and, at test time, the mean of the logits of the image and its mirror image (``tta_flip``).
+lookahead of the weights (``optim.lookahead``) and, at test time, the mean of the logits of the
+image and its mirror image (``tta_flip``).
 """
 
 from __future__ import annotations
 
 import flax.linen as nn
-import jax
 import jax.numpy as jnp
 import numpy as np
 

@@ -7,6 +7,8 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
+from playbook.train.freeze import path_name
+
 
 def peak_learning_rate(cfg: ml_collections.ConfigDict, batch_size: int | None = None) -> float:
   """``cfg.learning_rate``, scaled to the global ``batch_size`` by ``cfg.lr_scaling``.
@@ -79,8 +81,8 @@ def lookahead(every: int, step_size: float, ramp_power: float = 0.0,
 def norm_bias_mask(params):
   """True for the ``bias`` of every BatchNorm / LayerNorm / GroupNorm layer in ``params``."""
   def is_norm_bias(path, _):
-    names = [str(getattr(k, "key", k)) for k in path]
-    return names[-1] == "bias" and any("Norm" in n or "norm" in n for n in names[:-1])
+    *layers, leaf = path_name(path).split("/")
+    return leaf == "bias" and any("Norm" in n or "norm" in n for n in layers)
   return jax.tree_util.tree_map_with_path(is_norm_bias, params)
 
 
