@@ -39,7 +39,7 @@ import jax.numpy as jnp  # noqa: E402
 import optax  # noqa: E402
 
 from experiments import cifar10_fast  # noqa: E402
-from playbook import classify  # noqa: E402
+from playbook.tasks import classify  # noqa: E402
 from playbook.data import cifar10  # noqa: E402
 from playbook.models import resnet_fast  # noqa: E402
 from playbook.train.freeze import frozen, path_name  # noqa: E402

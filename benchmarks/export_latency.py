@@ -98,7 +98,7 @@ def main(argv=None) -> dict:
   result = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "load_average_start": load_average(), "args": vars(args), "models": {}}
   for workdir in map(Path, args.workdirs.split(",")):
-    exportable = pipeline.load_exportable(workdir)
+    exportable = tasks.exportable(workdir)
     runs = runtimes(workdir, exportable, args.threads)
     cells = [(name, b) for name in runs for b in BATCHES]
     batch = lambda b: [x[:b] for x in exportable.parity_inputs]

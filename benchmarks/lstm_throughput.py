@@ -39,7 +39,7 @@ from benchmarks.train_throughput import (Machine, environment, ints, matmul_roof
                                          summarise)
 from experiments.char_lstm import get_config
 from playbook import char_lm, parallel
-from playbook.train import loop
+from playbook.train import loop, steps
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -79,7 +79,7 @@ class JaxSide:
     tx = char_lm.make_tx(config, num_steps)
     self.state = loop.init_states(char_lm.make_init_fn(model, batch_size, seq_len), tx,
                                   config.seed, 1, self.mesh)
-    self.fn = loop.make_train_epoch(self.state, loss_fn=char_lm.lm_loss(model),
+    self.fn = loop.make_train_epoch(self.state, train_step=steps.make_train_step(char_lm.lm_loss(model)),
                                     batch_size=batch_size, num_examples=rows, mesh=self.mesh,
                                     shuffle=False, carry_state=True)
     self.epoch = 0

@@ -68,7 +68,7 @@ def worker(args) -> dict:
 
   from launch.main import load_experiment
   from playbook import classify, compile_cache, parallel
-  from playbook.train import loop
+  from playbook.train import loop, steps
   from playbook.train.losses import classification_loss
   from playbook.train.optim import make_optimizer
 
@@ -101,7 +101,7 @@ def worker(args) -> dict:
       mesh = parallel.make_mesh(fsdp, devices=devices)
       state = loop.init_states(init_fn, tx, 0, 1, mesh)
       on_device = parallel.shard_rows(train, mesh).arrays
-      epoch = loop.make_train_epoch(state, loss_fn=loss_fn, batch_size=batch_size,
+      epoch = loop.make_train_epoch(state, train_step=steps.make_train_step(loss_fn), batch_size=batch_size,
                                     num_examples=num_examples, mesh=mesh)
       start = time.perf_counter()
       state, metrics = epoch(state, on_device, 0)

@@ -28,7 +28,7 @@ import jax  # noqa: E402  (after XLA_FLAGS: the flag must be set before the back
 
 from benchmarks.train_throughput import JaxModel, run_jax_scan  # noqa: E402
 from launch.main import load_experiment  # noqa: E402
-from playbook import classify  # noqa: E402
+from playbook.tasks import classify  # noqa: E402
 
 
 def load_config(spec: str):

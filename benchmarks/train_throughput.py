@@ -159,7 +159,8 @@ class JaxModel:
     key = ("epoch", batch_size, num_examples, num_seeds)
     if key not in self._fns:
       self._fns[key] = loop.make_train_epoch(
-          self.state(batch_size, 0, num_seeds), loss_fn=self.loss_fn, batch_size=batch_size,
+          self.state(batch_size, 0, num_seeds), train_step=steps.make_train_step(self.loss_fn),
+          batch_size=batch_size,
           num_examples=num_examples, mesh=self.mesh, num_seeds=num_seeds, augment_fn=None)
     return self._fns[key]
 
@@ -179,7 +180,7 @@ class JaxModel:
       def step(state, data, batches, i, steps_rng):
         batch = {k: v[batches[i]] for k, v in data.items()}
         _, step_rng = jax.random.split(jax.random.fold_in(steps_rng, i))
-        return steps.train_step(state, batch, step_rng, loss_fn=loss_fn)
+        return steps.make_train_step(loss_fn)(state, batch, step_rng)
 
       self._fns[key] = (shuffle, step)
     return self._fns[key]

@@ -15,11 +15,12 @@ Bar on the JPEG copy: >= 80 % test accuracy. Result: see the README's CIFAR-10 s
 
 import ml_collections
 
-from playbook import classify, configs
+from playbook.tasks import classify, config_arg
 
 
 def get_config(arg: str = ""):
-  config = configs.classifier_config(study="cifar10_cnn", data="cifar10", hidden=(), dropout=0.0)
+  arg = config_arg(arg, "quick")
+  config = classify.base_config(study="cifar10_cnn", data="cifar10", hidden=(), dropout=0.0)
   config.model = ml_collections.ConfigDict(dict(
       name="seed_cnn", widths=(32, 64), hidden=512, conv_dropout=0.25, dropout=0.5,
       fast_conv=True))  # Matmul weight gradients, reshape-max pooling (models/fast_conv.py).
@@ -35,7 +36,5 @@ def get_config(arg: str = ""):
   config.train.batch_size = 128
   config.train.steps_per_call = 50  # Progress inside a 2.5-minute epoch.
   config.train.test_curve = True    # Test accuracy after every epoch, for the curves only.
-  return configs.quick(config) if arg == "quick" else config
+  return classify.quick(config) if arg == "quick" else config
 
-
-run = classify.run

@@ -24,12 +24,13 @@ training images, batch 1024, 9.9 epochs) is ``:official94``:
 
 import ml_collections
 
-from playbook import classify, configs
+from playbook.tasks import classify, config_arg
 
 
 def get_config(arg: str = ""):
-  config = configs.classifier_config(study="cifar10_fast", data="cifar10", hidden=(),
-                                     dropout=0.0)
+  arg = config_arg(arg, "quick", "official94")
+  config = classify.base_config(study="cifar10_fast", data="cifar10", hidden=(),
+                                dropout=0.0)
   config.model = ml_collections.ConfigDict(dict(
       name="fast_resnet", widths=(64, 256, 256), bn_momentum=0.4, tta_flip=True,
       fast_conv=True,
@@ -65,12 +66,8 @@ def get_config(arg: str = ""):
     config.train.batch_size = 1024
     config.train.num_epochs = 10
   elif arg == "quick":
-    config = configs.quick(config)
+    config = classify.quick(config)
     config.model.widths = (16, 32, 32)
     config.model.whitening_images = 512
-  elif arg:
-    raise ValueError(f"Unknown config argument {arg!r}: use '', 'quick' or 'official94'.")
   return config
 
-
-run = classify.run

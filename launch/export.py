@@ -18,9 +18,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TF's start-up chatter, not
 
 from absl import app, flags, logging  # noqa: E402
 
+from playbook import tasks  # noqa: E402
 from playbook.data import DataError  # noqa: E402
 from playbook.export import pipeline, report, tflite  # noqa: E402
 from playbook.export.exportable import ExportError  # noqa: E402
+from playbook.run.rundir import RunDirError  # noqa: E402
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory of a trained run.")
 _FORMATS = flags.DEFINE_list("formats", list(pipeline.FORMATS),
@@ -53,10 +55,11 @@ def main(argv):
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   logging.set_verbosity(logging.WARNING)
   try:
-    result = pipeline.export_run(_WORKDIR.value, formats=_FORMATS.value,
-                                 quantize=_QUANTIZE.value, seed_index=_SEED_INDEX.value,
-                                 data_dir=_DATA_DIR.value)
-  except (ExportError, DataError) as e:
+    exportable = tasks.exportable(_WORKDIR.value, seed_index=_SEED_INDEX.value,
+                                  data_dir=_DATA_DIR.value)
+    result = pipeline.export_run(_WORKDIR.value, exportable, formats=_FORMATS.value,
+                                 quantize=_QUANTIZE.value)
+  except (ExportError, DataError, RunDirError) as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(1)
   print(report.table(result))

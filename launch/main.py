@@ -11,16 +11,15 @@ elsewhere pass ``--coordinator_address=HOST:PORT --num_processes=N --process_id=
 
 from __future__ import annotations
 
-import importlib.util
 import sys
-from pathlib import Path
 
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from playbook import compile_cache, parallel
+from playbook import parallel, tasks
 from playbook.data import DataError
-from playbook.rundir import RunDirError
+from playbook.run import compile_cache
+from playbook.run.rundir import RunDirError
 from playbook.train import NonFiniteLossError
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -49,17 +48,6 @@ _LOCAL_DEVICE_IDS = flags.DEFINE_list(
 flags.mark_flags_as_required(["config", "workdir"])
 
 
-def load_experiment(config_path: str):
-  """The experiment module a config file belongs to (it defines ``run(config, workdir)``)."""
-  path = Path(config_path.split(":")[0]).resolve()
-  spec = importlib.util.spec_from_file_location(f"experiments.{path.stem}", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  if not hasattr(module, "run"):
-    raise app.UsageError(f"{path} defines get_config but no run(config, workdir).")
-  return module
-
-
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
@@ -80,18 +68,32 @@ def main(argv):
       config.data.dir = _DATA_DIR.value
     if not _PROGRESS.value:
       config.progress = False
-  experiment = load_experiment(config_flags.get_config_filename(flags.FLAGS["config"]))
   try:
-    experiment.run(config, _WORKDIR.value)
+    task = tasks.get(config.get("task", ""))
+    task.train(config, _WORKDIR.value)
+  except tasks.ConfigError as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)
   except (DataError, RunDirError, NonFiniteLossError) as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(1)
 
 
 def parse_flags(argv):
-  """absl's parser, with ml_collections' raw traceback for an unknown key turned into one line."""
+  """absl's parser, with ml_collections' raw traceback for an unknown key or config argument
+  turned into one line."""
   try:
     return flags.FLAGS(argv)
+  except flags.IllegalFlagValueError as e:
+    # absl and ml_collections wrap what get_config raised (with its traceback in the text): the
+    # innermost ConfigError is the one line to say.
+    cause, chain = e, [e]
+    while cause.__context__ is not None:
+      cause = cause.__context__
+      chain.append(cause)
+    config_errors = [c for c in chain if isinstance(c, tasks.ConfigError)]
+    print(f"error: {config_errors[-1] if config_errors else e}", file=sys.stderr)
+    sys.exit(2)
   except (AttributeError, KeyError) as e:
     overrides = [a for a in argv[1:] if a.startswith("--config.")]
     key = str(e).strip("\"'")

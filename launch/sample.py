@@ -1,4 +1,5 @@
-"""Writes text with a trained char-LSTM run: its config, vocabulary and best checkpoint.
+"""Writes text with a trained character-language-model run: its config, vocabulary and best
+checkpoint.
 
     python -m launch.sample --workdir=runs/char_lstm --prime="Anna" --length=1000 \
         --temperature=0.8 --top_k=5 --seed=0 [--output=FILE]
@@ -14,9 +15,10 @@ from pathlib import Path
 
 from absl import app, flags, logging
 
-from playbook import char_lm
+from playbook import tasks
 from playbook.data import DataError
 from playbook.data.text import VocabError
+from playbook.run.rundir import RunDirError
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory of a char_lstm run.")
 _PRIME = flags.DEFINE_string("prime", "Anna", "Text the sample starts from.")
@@ -33,11 +35,13 @@ def main(argv):
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   logging.set_verbosity(logging.WARNING)
   try:
-    model, params, vocab = char_lm.load_run(Path(_WORKDIR.value))
-    text = char_lm.generate(model, params, vocab, prime=_PRIME.value, length=_LENGTH.value,
-                            temperature=_TEMPERATURE.value, top_k=_TOP_K.value,
-                            seed=_SEED.value)
-  except (DataError, VocabError, ValueError, FileNotFoundError) as e:
+    task, _ = tasks.for_workdir(_WORKDIR.value)
+    if not hasattr(task, "sample"):
+      raise RunDirError(f"{_WORKDIR.value} holds a run of task {task.__name__.split('.')[-1]!r}, "
+                        "which does not write text; pass the --workdir of a char_lstm run.")
+    text = task.sample(Path(_WORKDIR.value), prime=_PRIME.value, length=_LENGTH.value,
+                       temperature=_TEMPERATURE.value, top_k=_TOP_K.value, seed=_SEED.value)
+  except (DataError, VocabError, RunDirError, ValueError) as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(1)
   print(text)

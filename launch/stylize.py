@@ -5,19 +5,20 @@
         [--optimizer=lbfgs] [--sizes=256,512] [--gif=progress.gif] [--preserve_colors]
 
 Writes ``out.png``, ``<out>_side_by_side.png`` (content | style | result) and, with ``--gif``, the
-optimisation as a GIF. Every other number comes from ``playbook.stylize.default_config()``; the
+optimisation as a GIF. Every other number comes from the stylize task's ``base_config()``; the
 flags below override the usual ones, and ``experiments/style_transfer.py`` exposes all of them.
 """
 
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 from absl import app, flags
 
-from playbook import compile_cache, stylize
+from playbook import tasks
 from playbook.data import DataError
+from playbook.run import compile_cache
+from playbook.tasks import stylize
 from playbook.train import NonFiniteLossError
 
 _CONTENT = flags.DEFINE_string("content", None, "Content image (JPEG/PNG).")
@@ -48,7 +49,7 @@ flags.mark_flags_as_required(["content", "style"])
 
 
 def config_from_flags():
-  config = stylize.default_config()
+  config = stylize.base_config()
   config.content, config.style = _CONTENT.value, _STYLE.value
   config.sizes = tuple(int(s) for s in _SIZES.value) if _SIZES.value else (_SIZE.value,)
   steps = [int(s) for s in _STEPS.value]
@@ -77,16 +78,11 @@ def main(argv):
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   compile_cache.enable()
   config = config_from_flags()
-  out = Path(_OUT.value)
   try:
-    stylize.check_config(config)
-    result, content, style = stylize.stylize_files(config, config.content, config.style)
+    result, written = tasks.get(config.task).stylize(config, out, gif=_GIF.value)
   except (DataError, NonFiniteLossError, ValueError) as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(1)
-  written = stylize.save_outputs(result, content, style, image_path=out,
-                                 figure_path=out.with_name(f"{out.stem}_side_by_side.png"),
-                                 gif_path=_GIF.value)
   print(f"{result.parts['total']:.4g} final loss, {len(result.history)} steps in "
         f"{result.seconds:.1f} s; wrote {', '.join(written.values())}")
 

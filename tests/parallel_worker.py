@@ -26,11 +26,12 @@ import ml_collections  # noqa: E402
 import numpy as np  # noqa: E402
 import optax  # noqa: E402
 
-from playbook import compile_cache, parallel  # noqa: E402
+from playbook import parallel
+from playbook.run import compile_cache  # noqa: E402
 from playbook.models.mlp import MLP  # noqa: E402
 from playbook.train import fit, loop  # noqa: E402
 from playbook.train.losses import classification_loss  # noqa: E402
-from playbook.train.writer import MetricWriter  # noqa: E402
+from playbook.run.writer import MetricWriter  # noqa: E402
 from toy import blobs  # noqa: E402  (tests/ is this script's directory)
 
 # Widths divisible by 8, so FSDP over 8 devices splits the kernels and most biases.

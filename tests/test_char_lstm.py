@@ -14,7 +14,7 @@ import optax
 import pytest
 
 from conftest import ROOT
-from playbook import char_lm
+from playbook.tasks import char_lm
 from playbook.data import DataError
 from playbook.data import text as text_data
 from playbook.models.lstm import CharLSTM, zero_carry

@@ -23,7 +23,7 @@ from conftest import ROOT
 from playbook.data.splits import ImageDataset, Split
 from playbook.export import TensorSpec, adapters, onnx, parity, pipeline, report
 from playbook.export.exportable import ExportError, Exportable
-from playbook.export.restore import restore_best
+from playbook.run.rundir import restore_best
 from playbook.train.checkpoint import Checkpoints
 
 ALL_QUANTIZE = ("none", "dynamic", "int8")
@@ -42,7 +42,7 @@ def mlp_run(real_data_dir, tmp_path_factory):
   config.progress = False
   workdir = tmp_path_factory.mktemp("mnist_mlp")
   results = mnist_mlp.run(config, workdir)
-  exported = pipeline.export_run(workdir, formats=pipeline.FORMATS, quantize=ALL_QUANTIZE,
+  exported = pipeline.export_run(workdir, tasks.exportable(workdir), formats=pipeline.FORMATS, quantize=ALL_QUANTIZE,
                                  log=lambda *_: None)
   return workdir, results, exported
 
@@ -113,7 +113,7 @@ def test_readme_client_runs_on_the_export_without_playbook(mlp_run, tmp_path, cl
                        text=True, timeout=300)
   assert out.returncode == 0, out.stderr[-2000:]
   predicted = json.loads(out.stdout.strip().splitlines()[-1])
-  exportable = pipeline.load_exportable(workdir)
+  exportable = tasks.exportable(workdir)
   images = exportable.parity_inputs[0][:8]
   expected = parity.jax_predict(exportable)(images)[0].argmax(-1).tolist()
   agree = np.mean(np.array(predicted) == expected)
@@ -122,7 +122,7 @@ def test_readme_client_runs_on_the_export_without_playbook(mlp_run, tmp_path, cl
 
 def test_workdir_without_run_or_checkpoint_is_refused(tmp_path):
   with pytest.raises(ExportError, match="config.json is missing.*not a run directory"):
-    pipeline.export_run(tmp_path)
+    pipeline.export_run(tmp_path, tasks.exportable(tmp_path))
   (tmp_path / "config.json").write_text(json.dumps({"study": "mnist_mlp"}))
   with pytest.raises(ExportError, match=r"No best checkpoint in .*checkpoints/best"):
     restore_best(tmp_path, {"params": {}})
@@ -132,7 +132,7 @@ def test_study_without_adapter_is_refused(tmp_path):
   (tmp_path / "config.json").write_text(json.dumps({"study": "scratch_nn"}))
   with pytest.raises(ExportError, match="'scratch_nn' has no export adapter.*experiments/"
                                         "scratch_nn.py defines no export_adapter"):
-    pipeline.export_run(tmp_path)
+    pipeline.export_run(tmp_path, tasks.exportable(tmp_path))
 
 
 def test_cli_refuses_unknown_format_before_any_work(tmp_path):

@@ -62,11 +62,11 @@ QUANTIZE = {"cifar10_cnn": ("none", "dynamic", "int8"), "cifar10_fast": ("none",
 def cifar_run(request, real_cifar10_dir, tmp_path_factory):
   """A tiny run of the study on real CIFAR-10 (1024 training images, 2 epochs of 16 steps),
   exported: (study, workdir, results, report)."""
-  from playbook import classify
+  from playbook.tasks import classify
   study = request.param
   workdir = tmp_path_factory.mktemp(study)
   results = classify.run(tiny_cifar_config(study), workdir)
-  exported = pipeline.export_run(workdir, quantize=QUANTIZE[study], log=quiet)
+  exported = pipeline.export_run(workdir, tasks.exportable(workdir), quantize=QUANTIZE[study], log=quiet)
   return study, workdir, results, exported
 
 
@@ -86,9 +86,9 @@ def test_cifar_export_holds_the_plain_ops_with_the_trained_numbers(cifar_run, mo
   trained, fast_conv on, gives the same logits from the same checkpoint."""
   _, workdir, _, _ = cifar_run
   assert json.loads((workdir / "config.json").read_text())["model"]["fast_conv"]
-  exported = pipeline.load_exportable(workdir)
+  exported = tasks.exportable(workdir)
   monkeypatch.setattr(adapters, "plain_ops", lambda model_config: model_config)
-  as_trained = pipeline.load_exportable(workdir)
+  as_trained = tasks.exportable(workdir)
   x = exported.parity_inputs[0][:64]
   # The same math; 1e-5 leaves room for a fast path that sums in another order (im2col).
   np.testing.assert_allclose(exported.fn(x)[0], as_trained.fn(x)[0], rtol=0, atol=1e-5)
@@ -98,7 +98,7 @@ def test_cifar_fast_net_exports_its_flip_test_time_augmentation(cifar_run):
   study, workdir, _, _ = cifar_run
   if study != "cifar10_fast":
     pytest.skip("only the fast net has flip TTA")
-  exportable = pipeline.load_exportable(workdir)
+  exportable = tasks.exportable(workdir)
   x = exportable.parity_inputs[0][:16]
   logits = exportable.fn(x)[0]
   np.testing.assert_allclose(exportable.fn(x[:, :, ::-1])[0], logits, atol=1e-5)  # Mirror-proof.
@@ -132,7 +132,7 @@ def lstm_run(anna_path, tmp_path_factory):
   config.model.dropout, config.optim.learning_rate = 0.0, 1e-2  # Learn something in 2 epochs.
   workdir = tmp_path_factory.mktemp("char_lstm")
   results = char_lstm.run(config, workdir)
-  exported = pipeline.export_run(workdir, quantize=("none", "dynamic"), log=quiet)
+  exported = pipeline.export_run(workdir, tasks.exportable(workdir), quantize=("none", "dynamic"), log=quiet)
   return workdir, results, exported
 
 
@@ -168,7 +168,7 @@ def test_readme_lstm_client_samples_from_the_onnx_file(lstm_run, tmp_path):
   assert out.returncode == 0, out.stderr[-2000:]
   text = out.stdout.rstrip("\n")
   # The same draws replayed through the JAX step: the client carried the state correctly.
-  exportable = pipeline.load_exportable(workdir)
+  exportable = tasks.exportable(workdir)
   chars = json.loads((workdir / "vocab.json").read_text())["chars"]
   predict = parity.jax_predict(exportable)
   h = c = np.zeros((1, 2, 128), np.float32)
@@ -186,7 +186,7 @@ def test_readme_lstm_client_samples_from_the_onnx_file(lstm_run, tmp_path):
 
 def test_lstm_export_refuses_a_seed_it_did_not_train(lstm_run):
   with pytest.raises(ExportError, match="seed_index=1, but the run trained 1 seed"):
-    pipeline.load_exportable(lstm_run[0], seed_index=1)
+    tasks.exportable(lstm_run[0], seed_index=1)
 
 
 # ---- transfer learning: cats vs dogs, EfficientNet-Lite0 frozen ---------------------------------
@@ -203,7 +203,7 @@ def transfer_run(real_cats_dogs_dir, tmp_path_factory):
   config.data.train_limit, config.data.select_size, config.data.test_limit = 64, 16, 32
   workdir = tmp_path_factory.mktemp("cats_dogs")
   results = cats_dogs.run(config, workdir)
-  exported = pipeline.export_run(workdir, quantize=("none",), log=quiet)
+  exported = pipeline.export_run(workdir, tasks.exportable(workdir), quantize=("none",), log=quiet)
   return workdir, results, exported
 
 
@@ -244,4 +244,4 @@ def test_export_names_the_run_file_it_misses(tmp_path, study, missing):
   (tmp_path / "config.json").write_text(json.dumps(config.to_dict()))
   (tmp_path / "checkpoints" / "best" / "8").mkdir(parents=True)
   with pytest.raises(ExportError, match=f"{missing} is missing: .*not a whole run"):
-    pipeline.export_run(tmp_path)
+    pipeline.export_run(tmp_path, tasks.exportable(tmp_path))

@@ -15,7 +15,7 @@ import pytest
 
 from conftest import ROOT
 from playbook import rundir
-from playbook.train.writer import read_metrics
+from playbook.run.writer import read_metrics
 
 STUDIES = ["mnist_dense", "mnist_mlp", "fashion_mlp", "scratch_nn"]
 

@@ -25,9 +25,9 @@ import pytest
 import parallel_worker as worker
 from conftest import ROOT
 from playbook import parallel
-from playbook.train import loop
+from playbook.train import loop, steps
 from playbook.train.checkpoint import Checkpoints
-from playbook.train.writer import read_metrics
+from playbook.run.writer import read_metrics
 
 TOL = 1e-5
 RUNS_8 = {  # name -> parallel_worker run arguments on 8 devices (2 epochs each).
@@ -134,8 +134,8 @@ def test_global_batch_and_learning_rate_scaling_are_explicit():
     peak_learning_rate(config.optim, 512)
   three_devices = types.SimpleNamespace(size=3)  # Only its size is read before the check.
   with pytest.raises(ValueError, match="global batch; it must be a multiple of the 3 devices"):
-    loop.make_train_epoch(None, loss_fn=worker.LOSS_FN, batch_size=32, num_examples=64,
-                          mesh=three_devices)
+    loop.make_train_epoch(None, train_step=steps.make_train_step(worker.LOSS_FN), batch_size=32,
+                          num_examples=64, mesh=three_devices)
 
 
 @pytest.mark.parametrize("name", list(RUNS_8))
@@ -217,7 +217,7 @@ def test_two_processes_with_jax_distributed_match_one_process(real_data_dir, tmp
 
   sys.path.insert(0, str(ROOT))
   from launch.main import load_experiment
-  from playbook import classify
+  from playbook.tasks import classify
   monkeypatch.setattr(classify, "plot_results", lambda *a, **k: None)  # Numbers only, here.
   module = load_experiment(str(ROOT / "experiments" / "mnist_dense.py"))
 

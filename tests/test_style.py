@@ -20,7 +20,7 @@ from PIL import Image
 from playbook import colors, images, stylize
 from playbook.data.paths import DataError
 from playbook.models import vgg
-from playbook.style import gram_matrix, total_variation_loss
+from playbook.stylize.losses import gram_matrix, total_variation_loss
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -13,7 +13,7 @@ from playbook.models.mlp import MLP
 from playbook.train import NonFiniteLossError, fit, loop, steps
 from playbook.train.checkpoint import Checkpoints
 from playbook.train.losses import classification_loss
-from playbook.train.writer import read_metrics
+from playbook.run.writer import read_metrics
 from toy import blobs
 
 MODEL = MLP(hidden=(16,), num_classes=3, dropout=0.1)
@@ -45,7 +45,7 @@ def val_accuracies(result):
 def test_train_step_lowers_loss_on_a_fixed_batch():
   state = loop.init_states(init_fn, optax.adam(1e-2), seed=0, num_seeds=1)
   batch = jax.tree.map(jnp.asarray, blobs(32))
-  step = jax.jit(lambda s, b, r: steps.train_step(s, b, r, loss_fn=LOSS_FN))
+  step = jax.jit(lambda s, b, r: steps.make_train_step(LOSS_FN)(s, b, r))
   state, first = step(state, batch, jax.random.PRNGKey(0))
   for i in range(30):
     state, metrics = step(state, batch, jax.random.PRNGKey(i + 1))

@@ -39,7 +39,7 @@ def batch(n=32, seed=0):
 def test_batchnorm_statistics_update_in_training_and_are_read_in_eval():
   state = loop.init_states(init_fn, optax.adam(1e-2), seed=0, num_seeds=1)
   before = state.model_state["batch_stats"]["BatchNorm_0"]["mean"]
-  state, _ = steps.train_step(state, batch(), jax.random.PRNGKey(0), loss_fn=LOSS_FN)
+  state, _ = steps.make_train_step(LOSS_FN)(state, batch(), jax.random.PRNGKey(0))
   after = state.model_state["batch_stats"]["BatchNorm_0"]["mean"]
   assert np.all(before == 0) and np.all(np.abs(after) > 0)  # Running mean moved toward the data.
   eval_batch = dict(batch(seed=1), mask=jnp.ones(32))
@@ -54,7 +54,7 @@ def test_frozen_parameters_do_not_move_and_carry_no_optimizer_state():
   state = loop.init_states(init_fn, tx, seed=0, num_seeds=1)
   start = state.params
   for i in range(3):
-    state, _ = steps.train_step(state, batch(seed=i), jax.random.PRNGKey(i), loss_fn=LOSS_FN)
+    state, _ = steps.make_train_step(LOSS_FN)(state, batch(seed=i), jax.random.PRNGKey(i))
   np.testing.assert_array_equal(state.params["backbone"]["kernel"], start["backbone"]["kernel"])
   assert not np.allclose(state.params["head"]["kernel"], start["head"]["kernel"])
   adam_leaves = sum(x.size for x in jax.tree.leaves(state.opt_state))

@@ -1,10 +1,7 @@
-"""Per model family: a run's config + best checkpoint -> an ``Exportable``.
+"""The generic pieces a task's ``exporter`` builds its ``Exportable`` from.
 
-Which adapter a run uses: ``experiments/<study>.py`` may define
-``export_adapter(config, workdir, *, seed_index, data_dir) -> Exportable``; a study whose ``run`` is
-``classify.run`` (every classifier built by ``playbook/classify.py``: the MNIST-family MLPs, and
-any CNN it builds, BatchNorm included) gets ``image_classifier``. Adding a family is one function
-here and one line in its experiment file.
+Each task (``playbook/tasks/``) turns a run's config + best checkpoint into an ``Exportable`` with
+one of these; export itself never imports a task (``launch/export.py`` asks the task registry).
 
 Two shapes of model are provided for:
 
@@ -25,8 +22,6 @@ Two shapes of model are provided for:
 from __future__ import annotations
 
 import functools
-import importlib
-from pathlib import Path
 from typing import Callable, Sequence
 
 import jax
@@ -34,10 +29,8 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from playbook import classify
 from playbook.data.splits import ImageDataset
-from playbook.export.exportable import ExportError, Exportable, Predict, TensorSpec
-from playbook.export.restore import restore_best
+from playbook.export.exportable import Exportable, Predict, TensorSpec
 
 EVAL_BATCH = 500
 
@@ -96,25 +89,6 @@ def plain_ops(model_config: ml_collections.ConfigDict) -> ml_collections.ConfigD
   return model_config
 
 
-def image_classifier(config: ml_collections.ConfigDict, workdir: str | Path, *,
-                     seed_index: int = 0, data_dir: str | None = None) -> Exportable:
-  """The adapter of every ``classify.run`` study: its model, data and standardisation."""
-  data_config = ml_collections.ConfigDict(config.data.to_dict())
-  if data_dir:
-    data_config.dir = data_dir
-  data = classify.load_data(data_config)
-  model = classify.build_model(plain_ops(config.model), len(data.class_names))
-  sample = jnp.zeros((1, *data.test.x.shape[1:]), jnp.float32)
-  abstract = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), sample, train=False))
-  variables, meta = restore_best(workdir, dict(abstract), num_seeds=config.num_seeds,
-                                 seed_index=seed_index)
-  return classifier_exportable(
-      name=config.study, model=model, variables=variables,
-      preprocess=classify.make_preprocess(config.data), data=data, seed=config.seed,
-      description=f"{config.study}: best checkpoint (epoch {meta.get('epoch')}, validation "
-                  f"{config.train.best_metric} {meta.get('val')}), seed {seed_index}")
-
-
 def next_token_accuracy(predict: Predict, tokens: np.ndarray,
                         initial_state: Sequence[np.ndarray]) -> float:
   """Steps ``predict(token, *state) -> (logits, *state)`` through ``tokens`` (B, T), the state
@@ -150,22 +124,3 @@ def step_exportable(*, name: str, step: Callable, state_specs: Sequence[TensorSp
       accuracy=lambda predict: next_token_accuracy(predict, test_tokens, zeros),
       num_test=test_tokens.size - len(test_tokens), description=description,
       fn64=None if step64 is None else lambda token, *s: tuple(step64(token, *s)))
-
-
-def adapter_for(config: ml_collections.ConfigDict) -> Callable[..., Exportable]:
-  """The export adapter of ``config.study`` (see the module docstring)."""
-  study = config.get("study")
-  try:
-    module = importlib.import_module(f"experiments.{study}")
-  except ModuleNotFoundError as e:
-    raise ExportError(f"config.json names study {study!r}, but experiments/{study}.py does not "
-                      "exist here: export runs from the repository the run was trained with.") \
-        from e
-  if hasattr(module, "export_adapter"):
-    return module.export_adapter
-  if getattr(module, "run", None) is classify.run:
-    return image_classifier
-  raise ExportError(f"Study {study!r} has no export adapter: it does not train through "
-                    "classify.run, and experiments/{study}.py defines no export_adapter(config, "
-                    "workdir, *, seed_index, data_dir) -> Exportable (see "
-                    "playbook/export/adapters.py).".replace("{study}", str(study)))

@@ -9,9 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from playbook.export import onnx, parity, report, saved_model, tflite
-from playbook.export.adapters import adapter_for
 from playbook.export.exportable import ExportError, Exportable
-from playbook.export.restore import best_checkpoint_step, read_config
 
 FORMATS = ("saved_model", "tflite", "onnx")
 # Every export's file name under DIR/export/, by report key.
@@ -44,14 +42,6 @@ def refuse_what_cannot_be_held(exportable: Exportable, formats, quantize) -> Non
     raise ExportError(f"Full-int8 TFLite needs a representative data set to calibrate the "
                       f"activations, and the {exportable.name} adapter gives none: use "
                       "--quantize=none,dynamic for it.")
-
-
-def load_exportable(workdir: str | Path, *, seed_index: int = 0,
-                    data_dir: str | None = None) -> Exportable:
-  config = read_config(workdir)
-  adapter = adapter_for(config)
-  best_checkpoint_step(workdir)  # Fail before any data is read.
-  return adapter(config, workdir, seed_index=seed_index, data_dir=data_dir)
 
 
 def export_exportable(exportable: Exportable, out_dir: str | Path, *,
@@ -110,10 +100,9 @@ def export_exportable(exportable: Exportable, out_dir: str | Path, *,
   return result
 
 
-def export_run(workdir: str | Path, *, formats=FORMATS, quantize=("none",), seed_index: int = 0,
-               data_dir: str | None = None, log=print) -> dict:
-  """``DIR/config.json`` + ``DIR/checkpoints/best`` -> ``DIR/export/`` and its report."""
-  check_choices(formats, quantize)
-  exportable = load_exportable(workdir, seed_index=seed_index, data_dir=data_dir)
+def export_run(workdir: str | Path, exportable: Exportable, *, formats=FORMATS,
+               quantize=("none",), log=print) -> dict:
+  """A run's model (``tasks.exportable(DIR)``: its config and best checkpoint) -> ``DIR/export/``
+  and its report."""
   return export_exportable(exportable, Path(workdir) / "export", formats=formats,
                            quantize=quantize, log=log)

@@ -18,10 +18,12 @@ n_{l-1} to n_l, and its parameters are ``params[l - 1]``.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import jax
 import jax.numpy as jnp
+import optax
 
 Params = list[dict[str, jax.Array]]  # One {"w", "b"} per layer, input side first.
 
@@ -187,13 +189,49 @@ def learning_rate(step: jax.Array, *, peak: float, warmup_steps: int, total_step
   return jnp.where(step < warmup_steps, warmup, after)
 
 
-def train_step(params: Params, velocity: Params, x: jax.Array, labels: jax.Array, *,
-               learning_rate, momentum: float, activation: str,
-               l2: float) -> tuple[Params, Params, dict[str, jax.Array]]:
-  """One step of learning: forward, backward, update. Metrics include each layer's gradient norm."""
-  loss, metrics, grads = loss_and_grads(params, x, labels, activation=activation, l2=l2)
-  params, velocity = sgd_momentum(params, velocity, grads, learning_rate=learning_rate,
-                                  momentum=momentum)
-  norms = {"grad_norm_w": jnp.stack([jnp.sqrt(jnp.sum(g["w"] ** 2)) for g in grads]),
-           "grad_norm_b": jnp.stack([jnp.sqrt(jnp.sum(g["b"] ** 2)) for g in grads])}
-  return params, velocity, dict(metrics, loss=loss, **norms)
+def sgd_momentum_transform(learning_rate_fn, momentum: float) -> optax.GradientTransformation:
+  """``sgd_momentum`` in optax's (init, update) protocol, so the common trainer's state can hold
+  it: the velocity and a step count (for ``learning_rate_fn(step)``). Written by hand; optax
+  provides only the tuple it is packed in."""
+
+  def init(params: Params) -> dict:
+    return {"count": jnp.zeros((), jnp.int32), "velocity": momentum_init(params)}
+
+  def update(grads: Params, state: dict, params: Params | None = None):
+    velocity = jax.tree.map(lambda v, g: momentum * v + g, state["velocity"], grads)
+    lr = learning_rate_fn(state["count"])
+    updates = jax.tree.map(lambda v: -lr * v, velocity)  # theta + updates = theta - lr * v.
+    return updates, {"count": state["count"] + 1, "velocity": velocity}
+
+  return optax.GradientTransformation(init, update)
+
+
+def layer_grad_norms(grads: Params) -> dict[str, jax.Array]:
+  """||dJ/dw_l||_F and ||dJ/db_l|| of every layer l = 1..L, as grad_norm_w1, grad_norm_b1, ..."""
+  norms = {}
+  for l, layer in enumerate(grads, start=1):
+    norms |= {f"grad_norm_{name}{l}": jnp.sqrt(jnp.sum(g ** 2)) for name, g in layer.items()}
+  return norms
+
+
+# --- The network as the trainer sees it -----------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class ScratchMLP:
+  """The network above, in the form ``playbook.tasks.scratch`` trains: parameters from a key and
+  the input shape, logits, and the hand-derived loss and gradients of a batch."""
+  hidden: tuple[int, ...]
+  num_classes: int
+  activation: str = "relu"
+  init: str = "he"
+
+  def init_params(self, rng: jax.Array, input_shape: tuple[int, ...]) -> Params:
+    return init_params(rng, (math.prod(input_shape), *self.hidden, self.num_classes), self.init)
+
+  def logits(self, params: Params, x: jax.Array) -> jax.Array:
+    return forward(params, x.reshape(len(x), -1), self.activation)[0]
+
+  def loss_and_grads(self, params: Params, x: jax.Array, labels: jax.Array, *, l2: float):
+    return loss_and_grads(params, x.reshape(len(x), -1), labels, activation=self.activation,
+                          l2=l2)

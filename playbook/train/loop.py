@@ -1,4 +1,4 @@
-"""``fit``: the one training loop every study uses (the scratch network aside).
+"""``fit``: the one training loop every study uses, scratch networks included.
 
 Each epoch is one jitted call (a ``lax.scan`` over on-device shuffled batches); after it the host
 checks the loss is finite, evaluates on the validation split, logs, checkpoints ``latest`` (and
@@ -30,7 +30,7 @@ from playbook.train import steps
 from playbook.train.checkpoint import Checkpoints
 from playbook.train.progress import progress_bar
 from playbook.train.state import InitFn, TrainState, init_train_state
-from playbook.train.writer import MetricWriter
+from playbook.run.writer import MetricWriter
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -118,7 +118,7 @@ def _jsonable(tree):
   return jax.tree.map(lambda v: np.asarray(v).tolist(), tree)
 
 
-def make_train_epoch(state: TrainState, *, loss_fn, batch_size: int, num_examples: int,
+def make_train_epoch(state: TrainState, *, train_step: steps.TrainStep, batch_size: int, num_examples: int,
                      mesh: jax.sharding.Mesh, num_seeds: int = 1, augment_fn=None,
                      shuffle: bool = True, carry_state: bool = False, calls_per_epoch: int = 1):
   """``fit``'s jitted ``train_epoch(state, data, epoch) -> (state, metrics)`` on ``mesh``.
@@ -130,7 +130,7 @@ def make_train_epoch(state: TrainState, *, loss_fn, batch_size: int, num_example
   if batch_size % mesh.size:
     raise ValueError(f"train.batch_size={batch_size} is the global batch; it must be a "
                      f"multiple of the {mesh.size} devices, which each take an equal share.")
-  epoch_fn = functools.partial(steps.train_epoch, loss_fn=loss_fn, batch_size=batch_size,
+  epoch_fn = functools.partial(steps.train_epoch, train_step=train_step, batch_size=batch_size,
                                augment_fn=augment_fn, num_examples=num_examples,
                                constrain_batch=parallel.batch_constraint(mesh),
                                shuffle=shuffle, carry_state=carry_state,
@@ -166,8 +166,12 @@ def fit(*, init_fn: InitFn, loss_fn, tx: optax.GradientTransformation,
         cfg: ml_collections.ConfigDict, workdir: str | Path, seed: int, num_seeds: int = 1,
         augment_fn=None, progress: bool = True, writer: MetricWriter | None = None,
         mesh: jax.sharding.Mesh | None = None,
-        curve_data: dict[str, dict] | None = None) -> FitResult:
+        curve_data: dict[str, dict] | None = None,
+        train_step: steps.TrainStep | None = None) -> FitResult:
   """Trains, or resumes from ``workdir/checkpoints/latest``, to ``cfg.num_epochs``.
+
+  ``train_step(state, batch, rng) -> (state, metrics)`` is the pure step every batch goes through
+  (default: ``steps.make_train_step(loss_fn)``, autodiff); ``loss_fn`` evaluates.
 
   ``cfg`` is the config's ``train`` block: batch_size (global, over all devices), num_epochs,
   eval_batch_size, patience (epochs without improvement before stopping; 0 = never), best_metric,
@@ -196,7 +200,8 @@ def fit(*, init_fn: InitFn, loss_fn, tx: optax.GradientTransformation,
                      f"({cfg.eval_batch_size}) must equal batch_size ({cfg.batch_size}).")
   state = init_states(init_fn, tx, seed, num_seeds, mesh)
   calls = calls_per_epoch(steps_per_epoch, cfg.get("steps_per_call"))
-  train_epoch = make_train_epoch(state, loss_fn=loss_fn, batch_size=cfg.batch_size,
+  train_step = train_step or steps.make_train_step(loss_fn)
+  train_epoch = make_train_epoch(state, train_step=train_step, batch_size=cfg.batch_size,
                                  num_examples=num_train, mesh=mesh, num_seeds=num_seeds,
                                  augment_fn=augment_fn, shuffle=cfg.get("shuffle", True),
                                  carry_state=carry_state, calls_per_epoch=calls)

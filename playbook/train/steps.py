@@ -5,8 +5,13 @@ A study supplies a loss function
     loss_fn(params, model_state, batch, rng, train) -> (loss, (new_model_state, metrics))
 
 where ``batch`` is a dict of arrays (with an optional ``'mask'`` of example weights, used for the
-padded last eval batch) and ``metrics`` a dict of batch-mean scalars. Everything here is a pure
-function of its arguments; ``fit`` jits these once.
+padded last eval batch) and ``metrics`` a dict of batch-mean scalars, and a train step
+
+    train_step(state, batch, rng) -> (state, metrics)
+
+usually ``make_train_step(loss_fn)`` (autodiff), or one built from hand-derived gradients with
+``make_train_step(grad_fn=...)`` (the scratch networks). Everything here is a pure function of its
+arguments; ``fit`` jits these once.
 """
 
 from __future__ import annotations
@@ -23,19 +28,32 @@ Batch = dict[str, jax.Array]
 LossFn = Callable[..., tuple[jax.Array, tuple[Any, dict[str, jax.Array]]]]
 # augment_fn(rng, batch) -> batch, applied to training batches on the device.
 AugmentFn = Callable[[jax.Array, Batch], Batch]
+# grad_fn(params, model_state, batch, rng) -> ((loss, (model_state, metrics)), grads): the form
+# of jax.value_and_grad(loss_fn, has_aux=True) at train=True.
+GradFn = Callable[..., tuple[tuple[jax.Array, tuple[Any, dict]], Any]]
+TrainStep = Callable[[TrainState, Batch, jax.Array], tuple[TrainState, dict[str, jax.Array]]]
 
 
-def train_step(state: TrainState, batch: Batch, rng: jax.Array, *,
-               loss_fn: LossFn) -> tuple[TrainState, dict[str, jax.Array]]:
-  """One optimiser step: gradients of ``loss_fn``, an optax update, new model state."""
-  grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
-  (loss, (model_state, metrics)), grads = grad_fn(state.params, state.model_state, batch, rng,
-                                                  True)
-  updates, opt_state = state.tx.update(grads, state.opt_state, state.params)
-  params = optax.apply_updates(state.params, updates)
-  metrics = dict(metrics, loss=loss, grad_norm=optax.tree.norm(grads))
-  return state.replace(step=state.step + 1, params=params, model_state=model_state,
-                       opt_state=opt_state), metrics
+def make_train_step(loss_fn: LossFn | None = None, *, grad_fn: GradFn | None = None) -> TrainStep:
+  """``train_step(state, batch, rng) -> (state, metrics)``: one optimiser step.
+
+  The gradients come from ``jax.value_and_grad`` of ``loss_fn``, or from ``grad_fn`` when a model
+  computes its own; then an update by the state's optimiser and the new model state.
+  """
+  if grad_fn is None:
+    value_and_grad = jax.value_and_grad(loss_fn, has_aux=True)
+    grad_fn = lambda params, model_state, batch, rng: value_and_grad(params, model_state, batch,
+                                                                     rng, True)
+
+  def train_step(state: TrainState, batch: Batch, rng: jax.Array):
+    (loss, (model_state, metrics)), grads = grad_fn(state.params, state.model_state, batch, rng)
+    updates, opt_state = state.tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    metrics = dict(metrics, loss=loss, grad_norm=optax.tree.norm(grads))
+    return state.replace(step=state.step + 1, params=params, model_state=model_state,
+                         opt_state=opt_state), metrics
+
+  return train_step
 
 
 def _eval_sums(state: TrainState, model_state, batch: Batch, loss_fn: LossFn):
@@ -69,7 +87,7 @@ def epoch_batches(rng: jax.Array, num_examples: int, batch_size: int, *,
   return order[: steps * batch_size].reshape(steps, batch_size)
 
 
-def train_epoch(state: TrainState, data: Batch, epoch: jax.Array, *, loss_fn: LossFn,
+def train_epoch(state: TrainState, data: Batch, epoch: jax.Array, *, train_step: TrainStep,
                 batch_size: int, augment_fn: AugmentFn | None = None,
                 constrain_batch: Callable[[Batch], Batch] = lambda b: b,
                 num_examples: int | None = None, shuffle: bool = True,
@@ -112,7 +130,7 @@ def train_epoch(state: TrainState, data: Batch, epoch: jax.Array, *, loss_fn: Lo
     aug_rng, step_rng = jax.random.split(jax.random.fold_in(steps_rng, i))
     if augment_fn is not None:
       batch = augment_fn(aug_rng, batch)
-    return train_step(state, batch, step_rng, loss_fn=loss_fn)
+    return train_step(state, batch, step_rng)
 
   return jax.lax.scan(body, state, (first_step + jnp.arange(steps_per_call), batches))
 

@@ -1,7 +1,7 @@
 """Style transfer as optimisation over the pixels: the image is the only optimised pytree.
 
-Shared by ``launch/stylize.py`` (the command line) and ``experiments/style_transfer.py`` (the
-``launch.main`` route): ``default_config()`` holds every number, ``stylize()`` runs the schedule.
+Shared by ``launch/stylize.py`` (the command line) and the ``stylize`` task (the ``launch.main``
+route, ``playbook/tasks/stylize.py``, which holds every number): ``stylize()`` runs the schedule.
 
 Coarse to fine (``config.sizes``, e.g. 256 -> 512): each scale optimises the image at that size,
 starting from the previous scale's result upsampled (the first from the content, the style or
@@ -23,83 +23,18 @@ import ml_collections
 import numpy as np
 import optax
 
-from playbook import colors, images, plots
+from playbook.data.images import read_rgb
 from playbook.data.paths import DataError
 from playbook.models import vgg
-from playbook.style import StyleObjective
+from playbook.run import plots
+from playbook.stylize import colors, images
+from playbook.stylize.losses import StyleObjective
 from playbook.train import NonFiniteLossError
 from playbook.train.progress import progress_bar
 
 # VGG16's layers used by Gatys et al. (who used VGG19: conv4_2 for content, conv{1..5}_1 for style).
 CONTENT_LAYERS = {"block4_conv2": 1.0}
 STYLE_LAYERS = {f"block{b}_conv1": 0.2 for b in range(1, 6)}
-
-
-def default_config() -> ml_collections.ConfigDict:
-  config = ml_collections.ConfigDict()
-  config.study = "style_transfer"
-  config.seed = 0
-  config.progress = True
-
-  config.data = ml_collections.ConfigDict()
-  config.data.dir = ""  # Empty: $PLAYBOOK_DATA_DIR. Relative image paths are read from here.
-  config.content = "style/tubingen.jpg"
-  config.style = "style/starry_night.jpg"
-
-  config.backbone = ml_collections.ConfigDict()
-  config.backbone.depth = 16        # 16 (weights staged) or 19 (when you have its weights).
-  # VGG19's weights have no reference hash here: give the tensor sha256 of a copy you trust.
-  config.backbone.expected_sha256 = ""
-  # 'xla' (nn.Conv) or 'winograd' (Winograd F(2x2 / 4x4, 3x3) convolutions, forward and input
-  # gradient, in jax.numpy: the same numbers to float32 rounding; faster on this CPU only with
-  # glibc's malloc told to reuse memory, slower without: README, "Speed against PyTorch").
-  config.backbone.conv_impl = "xla"
-
-  config.sizes = (512,)             # Longer image side per scale, coarse to fine.
-  config.steps = (300,)             # Optimiser steps per scale (one number per size).
-  config.style_scale = 1.0          # Style image's longer side = style_scale * size.
-  config.init = "content"           # 'content', 'style' or 'noise'.
-  config.init_noise_std = 20.0      # Pixel units (0..255) of the 'noise' init.
-
-  config.loss = ml_collections.ConfigDict()
-  config.loss.content_layers = dict(CONTENT_LAYERS)  # layer -> weight within the content term.
-  config.loss.style_layers = dict(STYLE_LAYERS)      # layer -> weight within the style term.
-  config.loss.content_weight = 5.0
-  config.loss.style_weight = 100.0  # The content/style ratio is content_weight / style_weight.
-  config.loss.tv_weight = 1e-3
-
-  config.optim = ml_collections.ConfigDict()
-  config.optim.name = "lbfgs"       # 'lbfgs' or 'adam'.
-  config.optim.learning_rate = 10.0  # Adam's step in pixel units.
-  config.optim.memory_size = 10     # L-BFGS history.
-  config.optim.max_linesearch_steps = 20
-
-  config.colors = ""                # '', 'luminance' (YIQ, after) or 'histogram' (style, before).
-  config.gif_every = 0              # Record a GIF frame every this many steps; 0 = no GIF.
-  return config
-
-
-def quick(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-  """The ':quick' variant: the same schedule at thumbnail size, a few steps per scale."""
-  config.sizes = (48, 64)
-  config.steps = (5, 5)
-  config.gif_every = 2
-  return config
-
-
-def check_config(config: ml_collections.ConfigDict) -> None:
-  if len(config.sizes) != len(config.steps):
-    raise ValueError(f"config.sizes {tuple(config.sizes)} and config.steps "
-                     f"{tuple(config.steps)} need one entry per scale.")
-  if config.init not in ("content", "style", "noise"):
-    raise ValueError(f"config.init={config.init!r}: use 'content', 'style' or 'noise'.")
-  if config.optim.name not in ("adam", "lbfgs"):
-    raise ValueError(f"config.optim.name={config.optim.name!r}: use 'adam' or 'lbfgs'.")
-  if config.backbone.conv_impl not in ("xla", "winograd"):
-    raise ValueError(f"config.backbone.conv_impl={config.backbone.conv_impl!r}: use 'xla' or "
-                     "'winograd'.")
-  if config.colors not in ("", "luminance", "histogram"):
-    raise ValueError(f"config.colors={config.colors!r}: use '', 'luminance' or 'histogram'.")
 
 
 def make_objective(config: ml_collections.ConfigDict) -> StyleObjective:
@@ -111,7 +46,7 @@ def make_objective(config: ml_collections.ConfigDict) -> StyleObjective:
       tv_weight=config.loss.tv_weight)
 
 
-def make_optimizer(optim: ml_collections.ConfigDict) -> optax.GradientTransformation:
+def pixel_optimizer(optim: ml_collections.ConfigDict) -> optax.GradientTransformation:
   if optim.name == "adam":
     return optax.adam(optim.learning_rate)
   return optax.lbfgs(memory_size=optim.memory_size,
@@ -181,11 +116,11 @@ def initial_image(config, content: np.ndarray, style: np.ndarray) -> np.ndarray:
 
 def stylize(config: ml_collections.ConfigDict, params, content: np.ndarray, style: np.ndarray,
             *, desc: str = "stylize") -> StylizeResult:
-  """Runs the coarse-to-fine schedule of ``config`` from full-size RGB content and style images."""
-  check_config(config)
+  """Runs the coarse-to-fine schedule of ``config`` (validated by ``tasks.stylize.validate``)
+  from full-size RGB content and style images."""
   start = time.perf_counter()
   objective = make_objective(config)
-  optimizer = make_optimizer(config.optim)
+  optimizer = pixel_optimizer(config.optim)
   step_fn = make_step(objective, optimizer, lbfgs=config.optim.name == "lbfgs")
   parts_fn = jax.jit(objective.parts)
   if config.colors == "histogram":
@@ -246,9 +181,9 @@ def load_backbone_params(config: ml_collections.ConfigDict):
 def stylize_files(config: ml_collections.ConfigDict, content_path, style_path, *,
                   desc: str = "stylize") -> tuple[StylizeResult, np.ndarray, np.ndarray]:
   """Reads both images and the weights (clear errors first, before any compilation), stylizes."""
-  content = images.load_image(content_path, what="content image")
-  style = images.load_image(style_path, what="style image")
-  check_config(config)
+  hint = " (The staged examples are in the data root's style/ folder.)"
+  content = read_rgb(content_path, what="content image", hint=hint).astype(np.float32)
+  style = read_rgb(style_path, what="style image", hint=hint).astype(np.float32)
   params = load_backbone_params(config)
   return stylize(config, params, content, style, desc=desc), content, style
 

@@ -1,7 +1,8 @@
-"""Single images on the host: read (with errors that say what is wrong), resize, save, GIF, figure.
+"""Images being stylized, on the host: resize, save, GIF, figure.
 
 Images here are float32 RGB arrays of shape (H, W, 3) with values in 0..255, the scale the Caffe
-VGG weights expect; ``save_image`` rounds and clips to uint8.
+VGG weights expect; ``save_image`` rounds and clips to uint8. Files are read by the one image
+reader, ``playbook.data.images.read_rgb``.
 """
 
 from __future__ import annotations
@@ -12,14 +13,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from playbook import plots
-from playbook.data.images import read_rgb
-
-
-def load_image(path: str | os.PathLike, *, what: str = "image") -> np.ndarray:
-  """Decodes ``path`` into a float32 RGB array in 0..255; a DataError names a bad file and why."""
-  hint = " (The staged examples are in $PLAYBOOK_DATA_DIR/style/.)"
-  return read_rgb(path, what=what, hint=hint).astype(np.float32)
+from playbook.run import plots
 
 
 def resize(image: np.ndarray, long_side: int) -> np.ndarray:

@@ -1,0 +1,133 @@
+"""Style transfer as a task: a content and a style image in, a stylized image out.
+
+``train(config, workdir)`` is the ``launch.main`` route (outputs under the workdir, a finished
+workdir is not redone); ``stylize(config, out)`` is ``launch.stylize``'s (one pair of files, no
+workdir). The optimisation itself is ``playbook/stylize/``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import ml_collections
+
+from playbook.data.paths import data_root
+from playbook.run import rundir
+from playbook.stylize import optimize
+from playbook.tasks import ConfigError
+
+
+def base_config(study: str = "style_transfer") -> ml_collections.ConfigDict:
+  """Every number of a style transfer; ``launch.stylize``'s flags override the usual ones."""
+  config = ml_collections.ConfigDict()
+  config.task = "stylize"
+  config.study = study
+  config.seed = 0
+  config.progress = True
+
+  config.data = ml_collections.ConfigDict()
+  config.data.dir = ""  # Empty: $PLAYBOOK_DATA_DIR. Relative image paths are read from here.
+  config.content = "style/tubingen.jpg"
+  config.style = "style/starry_night.jpg"
+
+  config.backbone = ml_collections.ConfigDict()
+  config.backbone.depth = 16        # 16 (weights staged) or 19 (when you have its weights).
+  # VGG19's weights have no reference hash here: give the tensor sha256 of a copy you trust.
+  config.backbone.expected_sha256 = ""
+  # 'xla' (nn.Conv) or 'winograd' (Winograd F(2x2 / 4x4, 3x3) convolutions, forward and input
+  # gradient, in jax.numpy: the same numbers to float32 rounding; benchmarks/README.md).
+  config.backbone.conv_impl = "xla"
+
+  config.sizes = (512,)             # Longer image side per scale, coarse to fine.
+  config.steps = (300,)             # Optimiser steps per scale (one number per size).
+  config.style_scale = 1.0          # Style image's longer side = style_scale * size.
+  config.init = "content"           # 'content', 'style' or 'noise'.
+  config.init_noise_std = 20.0      # Pixel units (0..255) of the 'noise' init.
+
+  config.loss = ml_collections.ConfigDict()
+  config.loss.content_layers = dict(optimize.CONTENT_LAYERS)  # layer -> weight within the content term.
+  config.loss.style_layers = dict(optimize.STYLE_LAYERS)      # layer -> weight within the style term.
+  config.loss.content_weight = 5.0
+  config.loss.style_weight = 100.0  # The content/style ratio is content_weight / style_weight.
+  config.loss.tv_weight = 1e-3
+
+  config.optim = ml_collections.ConfigDict()
+  config.optim.name = "lbfgs"       # 'lbfgs' or 'adam'.
+  config.optim.learning_rate = 10.0  # Adam's step in pixel units.
+  config.optim.memory_size = 10     # L-BFGS history.
+  config.optim.max_linesearch_steps = 20
+
+  config.colors = ""                # '', 'luminance' (YIQ, after) or 'histogram' (style, before).
+  config.gif_every = 0              # Record a GIF frame every this many steps; 0 = no GIF.
+  return config
+
+
+def quick(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """The ':quick' variant: the same schedule at thumbnail size, a few steps per scale."""
+  config.sizes = (48, 64)
+  config.steps = (5, 5)
+  config.gif_every = 2
+  return config
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+  """Refuses, before anything is read or written, a config the schedule cannot run."""
+  if len(config.sizes) != len(config.steps):
+    raise ConfigError(f"config.sizes {tuple(config.sizes)} and config.steps "
+                     f"{tuple(config.steps)} need one entry per scale.")
+  if config.init not in ("content", "style", "noise"):
+    raise ConfigError(f"config.init={config.init!r}: use 'content', 'style' or 'noise'.")
+  if config.optim.name not in ("adam", "lbfgs"):
+    raise ConfigError(f"config.optim.name={config.optim.name!r}: use 'adam' or 'lbfgs'.")
+  if config.backbone.conv_impl not in ("xla", "winograd"):
+    raise ConfigError(f"config.backbone.conv_impl={config.backbone.conv_impl!r}: use 'xla' or "
+                     "'winograd'.")
+  if config.colors not in ("", "luminance", "histogram"):
+    raise ConfigError(f"config.colors={config.colors!r}: use '', 'luminance' or 'histogram'.")
+
+
+def image_path(config: ml_collections.ConfigDict, name: str) -> Path:
+  """``name`` as given when absolute, else relative to the data root."""
+  path = Path(name).expanduser()
+  return path if path.is_absolute() else data_root(config.data.dir or None) / path
+
+
+def train(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
+  start = time.perf_counter()
+  validate(config)
+  workdir = rundir.prepare(workdir, config)
+  done = workdir / rundir.RESULTS_FILE
+  if done.exists():
+    print(f"{workdir} already holds a finished run: {done}")
+    return json.loads(done.read_text())
+  result, content, style = optimize.stylize_files(
+      config, image_path(config, config.content), image_path(config, config.style))
+  written = optimize.save_outputs(
+      result, content, style, image_path=workdir / "result.png",
+      figure_path=workdir / "plots" / "side_by_side.png",
+      gif_path=workdir / "progress.gif" if config.gif_every else None,
+      loss_path=workdir / "plots" / "loss.png")
+  with open(workdir / "metrics.jsonl", "w") as f:
+    f.writelines(json.dumps(row) + "\n" for row in result.history)
+  results = {"task": config.task, "study": config.study, "final_loss": result.parts,
+             "seconds": round(result.seconds, 2), "steps": len(result.history),
+             "size": list(result.image.shape[:2]), "outputs": written}
+  parts = result.parts
+  return rundir.finish(workdir, results, start=start,
+                       summary=f"loss {parts['total']:.4g} (content {parts['content']:.4g}, "
+                               f"style {parts['style']:.4g}, tv {parts['tv']:.4g}); result in "
+                               f"{written['image']}")
+
+
+def stylize(config: ml_collections.ConfigDict, out: str | Path, *,
+            gif: str | None = None) -> tuple[optimize.StylizeResult, dict[str, str]]:
+  """One content/style pair to ``out`` (+ ``<out>_side_by_side.png``, and a GIF with ``gif``)."""
+  validate(config)
+  out = Path(out)
+  result, content, style = optimize.stylize_files(config, config.content, config.style)
+  written = optimize.save_outputs(result, content, style, image_path=out,
+                                  figure_path=out.with_name(f"{out.stem}_side_by_side.png"),
+                                  gif_path=gif)
+  return result, written
