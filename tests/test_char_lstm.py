@@ -184,7 +184,7 @@ def tiny_run(tmp_path_factory):
   config.optim.learning_rate = 1e-2
   config.train.update(batch_size=4, eval_batch_size=4, num_epochs=2)
   config.sample.update(prime="the quick", length=100, temperature=0.5)
-  results = char_lm.run(config, tmp / "run")
+  results = char_lm.train(config, tmp / "run")
   return tmp / "run", results
 
 

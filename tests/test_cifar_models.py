@@ -13,6 +13,7 @@ import numpy as np
 import optax
 import pytest
 
+from playbook import tasks
 from playbook.data import augment, cifar10
 from playbook.models import fast_conv, resnet_fast
 import ml_collections
@@ -146,7 +147,7 @@ def test_quick_config_trains_end_to_end(study, tmp_path, monkeypatch):
   config.train.batch_size, config.train.eval_batch_size = 32, 40
   config.train.num_epochs, config.progress = 2, False
   config.tensorboard = study == "cifar10_cnn"  # Off: metrics.jsonl only, no TensorFlow writer.
-  results = experiment.run(config, tmp_path / "run")
+  results = tasks.get(config.task).train(config, tmp_path / "run")
   assert (tmp_path / "run" / "tensorboard").exists() == config.tensorboard
   assert results["epochs_run"] == 2
   assert results["data_copy"] == "official CIFAR-10 python batches"

@@ -1,7 +1,7 @@
 """Export: every format agrees with the JAX model it came from, on real data, and bad input fails
 with a message naming what is missing.
 
-One tiny MLP run on real MNIST (trained once per session through ``classify.run``) is exported
+One tiny MLP run on real MNIST (trained once per session through the classify task) is exported
 to every format; its exports are checked against the run's own test figure. Eval-mode BatchNorm
 and the recurrent one-step adapter are checked on small hand-built models, without data files.
 """
@@ -23,7 +23,8 @@ from conftest import ROOT
 from playbook.data.splits import ImageDataset, Split
 from playbook.export import TensorSpec, adapters, onnx, parity, pipeline, report
 from playbook.export.exportable import ExportError, Exportable
-from playbook.run.rundir import restore_best
+from playbook import tasks
+from playbook.run.rundir import RunDirError, restore_best
 from playbook.train.checkpoint import Checkpoints
 
 ALL_QUANTIZE = ("none", "dynamic", "int8")
@@ -41,9 +42,9 @@ def mlp_run(real_data_dir, tmp_path_factory):
   config.optim.learning_rate = 3e-3
   config.progress = False
   workdir = tmp_path_factory.mktemp("mnist_mlp")
-  results = mnist_mlp.run(config, workdir)
-  exported = pipeline.export_run(workdir, tasks.exportable(workdir), formats=pipeline.FORMATS, quantize=ALL_QUANTIZE,
-                                 log=lambda *_: None)
+  results = tasks.get(config.task).train(config, workdir)
+  exported = pipeline.export_run(workdir, tasks.exportable(workdir), formats=pipeline.FORMATS,
+                                 quantize=ALL_QUANTIZE, log=lambda *_: None)
   return workdir, results, exported
 
 
@@ -121,18 +122,25 @@ def test_readme_client_runs_on_the_export_without_playbook(mlp_run, tmp_path, cl
 
 
 def test_workdir_without_run_or_checkpoint_is_refused(tmp_path):
-  with pytest.raises(ExportError, match="config.json is missing.*not a run directory"):
-    pipeline.export_run(tmp_path, tasks.exportable(tmp_path))
-  (tmp_path / "config.json").write_text(json.dumps({"study": "mnist_mlp"}))
-  with pytest.raises(ExportError, match=r"No best checkpoint in .*checkpoints/best"):
+  with pytest.raises(RunDirError, match="not a run directory .no config.json"):
+    tasks.exportable(tmp_path)
+  (tmp_path / "config.json").write_text(json.dumps({"task": "classify", "study": "mnist_mlp"}))
+  with pytest.raises(RunDirError, match=r"No best checkpoint in .*checkpoints/best"):
+    tasks.exportable(tmp_path)
+  with pytest.raises(RunDirError, match=r"No best checkpoint in .*checkpoints/best"):
     restore_best(tmp_path, {"params": {}})
 
 
-def test_study_without_adapter_is_refused(tmp_path):
-  (tmp_path / "config.json").write_text(json.dumps({"study": "scratch_nn"}))
-  with pytest.raises(ExportError, match="'scratch_nn' has no export adapter.*experiments/"
-                                        "scratch_nn.py defines no export_adapter"):
-    pipeline.export_run(tmp_path, tasks.exportable(tmp_path))
+def test_task_without_exporter_is_refused(tmp_path):
+  (tmp_path / "config.json").write_text(json.dumps({"task": "stylize", "study": "style"}))
+  with pytest.raises(RunDirError, match="task 'stylize', which has nothing to export"):
+    tasks.exportable(tmp_path)
+
+
+def test_run_made_before_tasks_is_refused(tmp_path):
+  (tmp_path / "config.json").write_text(json.dumps({"study": "mnist_mlp"}))
+  with pytest.raises(RunDirError, match="made before configs named their task"):
+    tasks.exportable(tmp_path)
 
 
 def test_cli_refuses_unknown_format_before_any_work(tmp_path):
@@ -145,7 +153,7 @@ def test_cli_refuses_unknown_format_before_any_work(tmp_path):
 
 
 def test_cli_names_the_missing_checkpoint(tmp_path):
-  (tmp_path / "config.json").write_text(json.dumps({"study": "mnist_mlp"}))
+  (tmp_path / "config.json").write_text(json.dumps({"task": "classify", "study": "mnist_mlp"}))
   out = subprocess.run([sys.executable, "-m", "launch.export", f"--workdir={tmp_path}"],
                        cwd=ROOT, capture_output=True, text=True, timeout=120)
   assert out.returncode == 1
@@ -219,7 +227,7 @@ def test_checkpoint_restore_picks_the_seed_and_model_state(tmp_path):
   assert meta == {"epoch": 7, "val": 0.5}
   expected = jax.tree.map(lambda a: a + 2.0, one)
   jax.tree.map(np.testing.assert_array_equal, variables, expected)
-  with pytest.raises(ExportError, match="seed_index=3, but the run trained 3 seed"):
+  with pytest.raises(RunDirError, match="seed_index=3, but the run trained 3 seed"):
     restore_best(tmp_path, jax.eval_shape(lambda: one), num_seeds=3, seed_index=3)
 
 

@@ -2,8 +2,8 @@
 (BatchNorm in eval mode, flip test-time augmentation), the character LSTM's one step with its
 state in and out, and the cats-vs-dogs transfer classifier (pretrained backbone + trained head).
 
-Each module-scoped fixture trains one small run on the real data, through the study's own
-``run``, and exports it with ``pipeline.export_run`` as ``python -m launch.export`` does; the
+Each module-scoped fixture trains one small run on the real data, through the study's task, and
+exports it with ``pipeline.export_run`` as ``python -m launch.export`` does; the
 tests read the report and check it against the run's own figures.
 """
 
@@ -18,8 +18,9 @@ import sys
 import numpy as np
 import pytest
 
+from playbook import tasks
 from playbook.export import adapters, parity, pipeline
-from playbook.export.exportable import ExportError
+from playbook.run.rundir import RunDirError
 from test_export import FLOAT32, readme_clients
 
 quiet = lambda *_: None
@@ -62,11 +63,11 @@ QUANTIZE = {"cifar10_cnn": ("none", "dynamic", "int8"), "cifar10_fast": ("none",
 def cifar_run(request, real_cifar10_dir, tmp_path_factory):
   """A tiny run of the study on real CIFAR-10 (1024 training images, 2 epochs of 16 steps),
   exported: (study, workdir, results, report)."""
-  from playbook.tasks import classify
   study = request.param
   workdir = tmp_path_factory.mktemp(study)
-  results = classify.run(tiny_cifar_config(study), workdir)
-  exported = pipeline.export_run(workdir, tasks.exportable(workdir), quantize=QUANTIZE[study], log=quiet)
+  results = tasks.get("classify").train(tiny_cifar_config(study), workdir)
+  exported = pipeline.export_run(workdir, tasks.exportable(workdir), quantize=QUANTIZE[study],
+                                 log=quiet)
   return study, workdir, results, exported
 
 
@@ -131,8 +132,9 @@ def lstm_run(anna_path, tmp_path_factory):
   config.progress = False
   config.model.dropout, config.optim.learning_rate = 0.0, 1e-2  # Learn something in 2 epochs.
   workdir = tmp_path_factory.mktemp("char_lstm")
-  results = char_lstm.run(config, workdir)
-  exported = pipeline.export_run(workdir, tasks.exportable(workdir), quantize=("none", "dynamic"), log=quiet)
+  results = tasks.get(config.task).train(config, workdir)
+  exported = pipeline.export_run(workdir, tasks.exportable(workdir), quantize=("none", "dynamic"),
+                                 log=quiet)
   return workdir, results, exported
 
 
@@ -185,7 +187,7 @@ def test_readme_lstm_client_samples_from_the_onnx_file(lstm_run, tmp_path):
 
 
 def test_lstm_export_refuses_a_seed_it_did_not_train(lstm_run):
-  with pytest.raises(ExportError, match="seed_index=1, but the run trained 1 seed"):
+  with pytest.raises(RunDirError, match="seed_index=1, but the run trained 1 seed"):
     tasks.exportable(lstm_run[0], seed_index=1)
 
 
@@ -202,7 +204,7 @@ def transfer_run(real_cats_dogs_dir, tmp_path_factory):
   config.data.dir = str(real_cats_dogs_dir.parent)
   config.data.train_limit, config.data.select_size, config.data.test_limit = 64, 16, 32
   workdir = tmp_path_factory.mktemp("cats_dogs")
-  results = cats_dogs.run(config, workdir)
+  results = tasks.get(config.task).train(config, workdir)
   exported = pipeline.export_run(workdir, tasks.exportable(workdir), quantize=("none",), log=quiet)
   return workdir, results, exported
 
@@ -243,5 +245,5 @@ def test_export_names_the_run_file_it_misses(tmp_path, study, missing):
   config = importlib.import_module(f"experiments.{study}").get_config("quick")
   (tmp_path / "config.json").write_text(json.dumps(config.to_dict()))
   (tmp_path / "checkpoints" / "best" / "8").mkdir(parents=True)
-  with pytest.raises(ExportError, match=f"{missing} is missing: .*not a whole run"):
-    pipeline.export_run(tmp_path, tasks.exportable(tmp_path))
+  with pytest.raises(RunDirError, match=f"{missing} is missing: .*not a whole run"):
+    tasks.exportable(tmp_path)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import signal
@@ -14,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT
-from playbook import rundir
+from playbook import tasks
+from playbook.run import rundir
 from playbook.run.writer import read_metrics
 
 STUDIES = ["mnist_dense", "mnist_mlp", "fashion_mlp", "scratch_nn"]
@@ -28,10 +30,9 @@ def launch(*args, workdir, wait=True):
 
 
 def load_config(study, arg="quick"):
-  sys.path.insert(0, str(ROOT))
-  from launch.main import load_experiment
-  module = load_experiment(str(ROOT / "experiments" / f"{study}.py"))
-  return module, module.get_config(arg)
+  """(task module, config) of experiments/<study>.py:<arg>."""
+  config = importlib.import_module(f"experiments.{study}").get_config(arg)
+  return tasks.get(config.task), config
 
 
 @pytest.mark.parametrize("flag,message", [
@@ -45,9 +46,26 @@ def test_bad_config_flags_fail_before_any_work(tmp_path, flag, message):
   assert not (tmp_path / "run").exists()
 
 
+def test_misspelt_config_argument_names_the_valid_ones(tmp_path):
+  out = launch("--config=experiments/mnist_mlp.py:quik", workdir=tmp_path / "run")
+  assert out.returncode == 2
+  assert out.stderr.strip().splitlines() == [
+      "error: unknown config argument 'quik'; this study accepts '', 'quick' "
+      "(e.g. --config=experiments/<study>.py:quick)."]
+  assert not (tmp_path / "run").exists()
+
+
+def test_every_experiment_is_a_config_naming_a_registered_task():
+  for path in sorted((ROOT / "experiments").glob("[!_]*.py")):
+    config = importlib.import_module(f"experiments.{path.stem}").get_config("quick")
+    assert config.study == path.stem or path.stem == "cats_dogs", path
+    assert tasks.get(config.task).train, path
+
+
 def test_workdir_of_another_study_is_refused_by_the_cli(tmp_path):
   _, other = load_config("fashion_mlp")
   rundir.prepare(tmp_path, other)
+  rundir.release(tmp_path)
   out = launch("--config=experiments/mnist_dense.py:quick", workdir=tmp_path)
   assert out.returncode == 1
   assert "holds a run of study 'fashion_mlp', not 'mnist_dense'" in out.stderr
@@ -64,11 +82,22 @@ def test_incompatible_config_in_same_workdir_is_refused(tmp_path):
   rundir.prepare(tmp_path, config)
 
 
+def test_a_held_workdir_is_refused_at_once_naming_the_holder(tmp_path):
+  _, config = load_config("mnist_dense")
+  rundir.prepare(tmp_path, config)  # This process holds it now.
+  start = time.monotonic()
+  out = launch("--config=experiments/mnist_dense.py:quick", workdir=tmp_path)
+  assert out.returncode == 1 and time.monotonic() - start < 60
+  assert f"is in use by pid {os.getpid()} on host" in out.stderr
+  assert not (tmp_path / "metrics.jsonl").exists()
+  rundir.release(tmp_path)
+
+
 @pytest.mark.parametrize("study", STUDIES)
 def test_quick_config_runs_end_to_end(real_data_dir, tmp_path, study):
-  module, config = load_config(study)
+  task, config = load_config(study)
   config.progress = False
-  results = module.run(config, tmp_path)
+  results = task.train(config, tmp_path)
   assert results["test_accuracy"]["mean"] > (0.7 if study == "fashion_mlp" else 0.85)
   stored = json.loads((tmp_path / "results.json").read_text())
   assert stored["test_accuracy"] == results["test_accuracy"]
@@ -79,20 +108,22 @@ def test_quick_config_runs_end_to_end(real_data_dir, tmp_path, study):
   assert list((tmp_path / "tensorboard").iterdir())
 
 
-KILL_ARGS = ("--config=experiments/mnist_mlp.py:quick", "--config.train.num_epochs=4")
+def kill_args(study):
+  return (f"--config=experiments/{study}.py:quick", "--config.train.num_epochs=4")
 
 
-@pytest.fixture(scope="module")
-def uninterrupted(real_data_dir, tmp_path_factory):
+@pytest.fixture(scope="module", params=["mnist_mlp", "scratch_nn"])
+def uninterrupted(request, real_data_dir, tmp_path_factory):
+  """(study, workdir of its uninterrupted run): the autodiff and the hand-derived trainer."""
   workdir = tmp_path_factory.mktemp("uninterrupted")
-  out = launch(*KILL_ARGS, workdir=workdir)
+  out = launch(*kill_args(request.param), workdir=workdir)
   assert out.returncode == 0, out.stderr[-2000:]
-  return workdir
+  return request.param, workdir
 
 
-def kill_when(workdir: Path, ready, timeout=300.0):
+def kill_when(study: str, workdir: Path, ready, timeout=300.0):
   """Starts a run, SIGKILLs it as soon as ``ready(checkpoint_root)`` holds, returns True if it did."""
-  proc = launch(*KILL_ARGS, workdir=workdir, wait=False)
+  proc = launch(*kill_args(study), workdir=workdir, wait=False)
   root = workdir / "checkpoints" / "latest"
   deadline = time.monotonic() + timeout
   try:
@@ -116,13 +147,14 @@ def finished_steps(root: Path):
 @pytest.mark.parametrize("moment", ["mid_training", "mid_save"])
 def test_sigkill_then_resume_gives_exactly_the_uninterrupted_metrics(uninterrupted, tmp_path,
                                                                      moment):
+  study, uninterrupted = uninterrupted
   if moment == "mid_training":  # After the first epoch's checkpoint, while epoch 2 trains.
     ready = lambda root: bool(finished_steps(root))
   else:  # While orbax is writing the second checkpoint (its temporary directory exists).
     ready = lambda root: bool(finished_steps(root)) and any("tmp" in p.name for p in root.iterdir())
-  assert kill_when(tmp_path, ready), "the run finished before it could be killed"
+  assert kill_when(study, tmp_path, ready), "the run finished before it could be killed"
   assert not (tmp_path / "results.json").exists()
-  out = launch(*KILL_ARGS, workdir=tmp_path)
+  out = launch(*kill_args(study), workdir=tmp_path)
   assert out.returncode == 0, out.stderr[-2000:]
   expected = json.loads((uninterrupted / "results.json").read_text())
   got = json.loads((tmp_path / "results.json").read_text())

@@ -215,19 +215,17 @@ def test_two_processes_with_jax_distributed_match_one_process(real_data_dir, tmp
   two = json.loads((workdir / "results.json").read_text())
   assert two["parallel"]["mesh"] == {"data": 1, "fsdp": 4} and two["parallel"]["processes"] == 2
 
-  sys.path.insert(0, str(ROOT))
-  from launch.main import load_experiment
+  from experiments import mnist_dense
   from playbook.tasks import classify
   monkeypatch.setattr(classify, "plot_results", lambda *a, **k: None)  # Numbers only, here.
-  module = load_experiment(str(ROOT / "experiments" / "mnist_dense.py"))
 
   def config():
-    c = module.get_config("quick")
+    c = mnist_dense.get_config("quick")
     c.data.train_limit, c.train.num_epochs, c.train.log_every_steps = 1024, 2, 1
     c.progress = False
     return c
 
-  single = module.run(config(), tmp_path / "one")
+  single = classify.train(config(), tmp_path / "one")
   rows_two, rows_one = read_metrics(workdir), read_metrics(tmp_path / "one")
   assert [(r["step"], r["split"]) for r in rows_two] == [(r["step"], r["split"])
                                                         for r in rows_one]  # No duplicates.
@@ -237,7 +235,7 @@ def test_two_processes_with_jax_distributed_match_one_process(real_data_dir, tmp
   assert two["test_accuracy"]["mean"] == pytest.approx(single["test_accuracy"]["mean"], abs=TOL)
 
   # The checkpoint both processes wrote, restored on this one device: the same test figures.
-  resumed = module.run(config(), workdir)
+  resumed = classify.train(config(), workdir)
   assert resumed["parallel"]["processes"] == 1 and resumed["epochs_run"] == 2
   assert resumed["test_accuracy"]["mean"] == pytest.approx(two["test_accuracy"]["mean"], abs=1e-7)
   assert resumed["test_loss"]["mean"] == pytest.approx(two["test_loss"]["mean"], rel=1e-6)

@@ -174,19 +174,25 @@ def test_sgd_momentum_update_rule():
   np.testing.assert_allclose(params[0]["w"], [0.855], rtol=1e-6)  # 0.95 - 0.1 * 0.95
 
 
-def test_sgd_momentum_steps_lower_the_loss_on_a_tiny_batch():
+def test_sgd_momentum_transform_is_the_hand_update_and_lowers_the_loss():
+  """The optax-protocol form the trainer holds computes exactly ``sgd_momentum``."""
   params, x, labels = _problem(5, (10, 16, 3), batch=32)
-  velocity = scratch.momentum_init(params)
-  step = jax.jit(functools.partial(scratch.train_step, learning_rate=0.1, momentum=0.9,
-                                   activation="relu", l2=1e-4))
-  losses = []
+  tx = scratch.sgd_momentum_transform(lambda step: 0.1, 0.9)
+  opt_state, velocity = tx.init(params), scratch.momentum_init(params)
+  reference, losses = params, []
   for _ in range(30):
-    params, velocity, metrics = step(params, velocity, x, labels)
-    losses.append(float(metrics["loss"]))
-    assert metrics["grad_norm_w"].shape == (2,) and metrics["grad_norm_b"].shape == (2,)
-  assert losses[1] < losses[0]
+    loss, metrics, grads = scratch.loss_and_grads(params, x, labels, activation="relu", l2=1e-4)
+    updates, opt_state = tx.update(grads, opt_state, params)
+    params = jax.tree.map(lambda p, u: p + u, params, updates)
+    reference, velocity = scratch.sgd_momentum(reference, velocity, grads, learning_rate=0.1,
+                                               momentum=0.9)
+    np.testing.assert_array_equal(params[0]["w"], reference[0]["w"])
+    losses.append(float(loss))
+  assert int(opt_state["count"]) == 30
   assert losses[-1] < 0.5 * losses[0], losses
   assert float(metrics["accuracy"]) >= 0.9
+  assert set(scratch.layer_grad_norms(grads)) == {"grad_norm_w1", "grad_norm_b1", "grad_norm_w2",
+                                                  "grad_norm_b2"}
 
 
 def test_learning_rate_schedule():
@@ -198,28 +204,35 @@ def test_learning_rate_schedule():
     lr(0, schedule="step")
 
 
-def test_study_epoch_is_a_deterministic_scan_that_learns():
-  """experiments/scratch_nn.py's epoch: shuffled batches, scheduled steps, hand updates."""
+def test_study_config_refuses_what_a_scratch_network_does_not_implement():
   from experiments import scratch_nn
   config = scratch_nn.get_config("quick")
-  assert "augment" not in config and "dropout" not in config.model  # Refused, not ignored.
+  assert config.task == "scratch" and config.model.name == "scratch_mlp"
+  assert "dropout" not in config.model and "weight_decay" not in config.optim  # Refused.
+
+
+def test_scratch_task_trains_through_fit_without_autodiff(tmp_path, monkeypatch):
+  """The scratch task's steps come from the hand gradients: with jax.grad broken, it still
+  trains, and the learner's step equals one hand-written update."""
+  from experiments import scratch_nn
+  from playbook.tasks import scratch as scratch_task
+  config = scratch_nn.get_config("quick")
+  config.optim.warmup_epochs = 0.0  # A non-zero learning rate at step 0.
+  learner = scratch_task.make_learner(config, 2, np.zeros((8, 2, 2, 1), np.uint8), 8)
+  monkeypatch.setattr(jax, "value_and_grad", None)  # Any autodiff on the path would fail.
+  monkeypatch.setattr(jax, "grad", None)
+  from playbook.train.state import init_train_state
+  state = init_train_state(learner.init_fn, learner.tx, jax.random.PRNGKey(0))
   rng = np.random.default_rng(0)
-  labels = rng.integers(0, 2, 256).astype(np.int32)
-  brightness = rng.integers(0, 100, (256, 2, 2, 1)) + 155 * labels[:, None, None, None]
-  images = brightness.astype(np.uint8)  # Class 1 is brighter: separable.
-  params, _, _ = _problem(0, (4, 8, 2))
-  lr_fn = functools.partial(scratch.learning_rate, peak=0.1, warmup_steps=4, total_steps=24)
-  epoch = jax.jit(functools.partial(
-      scratch_nn.train_epoch, preprocess=lambda x: x.astype(jnp.float32) / 255.0, batch_size=32,
-      lr_fn=lr_fn, momentum=0.9, activation="relu", l2=0.0))
-  velocity = scratch.momentum_init(params)
-  first = epoch(params, velocity, images, labels, jax.random.PRNGKey(0), 0)
-  again = epoch(params, velocity, images, labels, jax.random.PRNGKey(0), 0)
-  np.testing.assert_array_equal(first[0][0]["w"], again[0][0]["w"])  # Same seed, same epoch.
-  metrics = first[2]
-  assert metrics["loss"].shape == (8,) and metrics["grad_norm_w"].shape == (8, 2)
-  np.testing.assert_allclose(metrics["learning_rate"], [float(lr_fn(s)) for s in range(8)])
-  params, velocity, _ = first
-  for e in range(1, 3):
-    params, velocity, last = epoch(params, velocity, images, labels, jax.random.PRNGKey(e), 8 * e)
-  assert float(last["loss"][-4:].mean()) < 0.5 * float(metrics["loss"][:4].mean())
+  batch = {"image": rng.integers(0, 255, (16, 2, 2, 1)).astype(np.uint8),
+           "label": rng.integers(0, 2, 16).astype(np.int32)}
+  new, metrics = jax.jit(learner.train_step)(state, batch, jax.random.PRNGKey(1))
+  x = ((batch["image"].astype(np.float32) / 255.0 - 0.1307) / 0.3081).reshape(16, -1)
+  _, _, grads = scratch.loss_and_grads(state.params, x, batch["label"], activation="relu",
+                                       l2=config.optim.l2)
+  lr = float(metrics["learning_rate"])
+  assert lr == pytest.approx(config.optim.learning_rate)
+  expected, _ = scratch.sgd_momentum(state.params, scratch.momentum_init(state.params), grads,
+                                     learning_rate=lr, momentum=config.optim.momentum)
+  np.testing.assert_allclose(new.params[0]["w"], expected[0]["w"], rtol=1e-5, atol=1e-7)
+  assert int(new.step) == 1 and "grad_norm_w3" in metrics

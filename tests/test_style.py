@@ -17,10 +17,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from playbook import colors, images, stylize
+from playbook.data.images import read_rgb
 from playbook.data.paths import DataError
 from playbook.models import vgg
+from playbook.stylize import colors, images, optimize
 from playbook.stylize.losses import gram_matrix, total_variation_loss
+from playbook.tasks import ConfigError, stylize
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -47,7 +49,7 @@ def photos():
 
 
 def small_config(**overrides):
-  config = stylize.default_config()
+  config = stylize.base_config()
   config.sizes, config.steps, config.progress = (32,), (4,), False
   for key, value in overrides.items():
     config[key] = value
@@ -78,7 +80,7 @@ def test_total_variation_is_zero_for_a_flat_image_and_grows_with_edges():
 
 
 def test_losses_vanish_at_their_own_target(random_vgg16_params, photos):
-  objective = stylize.make_objective(small_config())
+  objective = optimize.make_objective(small_config())
   content_rgb = images.resize(photos[0], 32)
   style_rgb = images.resize_to(photos[1], *content_rgb.shape[:2])
   content, style = (vgg.preprocess(jnp.asarray(p[None])) for p in (content_rgb, style_rgb))
@@ -94,7 +96,7 @@ def test_losses_vanish_at_their_own_target(random_vgg16_params, photos):
 def test_a_few_steps_lower_the_total_loss(random_vgg16_params, photos, optimizer):
   config = small_config(init="noise")
   config.optim.name = optimizer
-  result = stylize.stylize(config, random_vgg16_params, *photos)
+  result = optimize.stylize(config, random_vgg16_params, *photos)
   losses = [row["loss"] for row in result.history]
   assert len(losses) == 4 and losses[-1] < 0.7 * losses[0]
   assert result.compilations == 1  # One jitted step, compiled once (no weak-type recompile).
@@ -105,10 +107,10 @@ def test_a_few_steps_lower_the_total_loss(random_vgg16_params, photos, optimizer
 def test_same_seed_gives_the_same_image_and_another_seed_another(random_vgg16_params, photos):
   config = small_config(init="noise", seed=3)
   config.optim.name = "adam"
-  first = stylize.stylize(config, random_vgg16_params, *photos).image
-  again = stylize.stylize(config, random_vgg16_params, *photos).image
+  first = optimize.stylize(config, random_vgg16_params, *photos).image
+  again = optimize.stylize(config, random_vgg16_params, *photos).image
   config.seed = 4
-  other = stylize.stylize(config, random_vgg16_params, *photos).image
+  other = optimize.stylize(config, random_vgg16_params, *photos).image
   np.testing.assert_array_equal(first, again)
   assert np.abs(first - other).max() > 1.0
 
@@ -116,7 +118,7 @@ def test_same_seed_gives_the_same_image_and_another_seed_another(random_vgg16_pa
 def test_coarse_to_fine_schedule_and_gif_frames(random_vgg16_params, photos):
   config = small_config(sizes=(24, 40), steps=(2, 3), gif_every=2)
   config.optim.name = "adam"  # L-BFGS's line search compiles for long; the schedule is the same.
-  result = stylize.stylize(config, random_vgg16_params, *photos)
+  result = optimize.stylize(config, random_vgg16_params, *photos)
   assert [row["size"] for row in result.history] == [24, 24, 40, 40, 40]
   assert result.image.shape == (33, 40, 3)  # Content 40x48 -> longer side 40.
   assert len(result.frames) == 4  # Steps 0, 2, 4, and the final image.
@@ -148,11 +150,11 @@ def test_color_matching_gives_the_style_the_content_colour_statistics():
 
 def test_missing_and_unreadable_images_are_clear_errors(tmp_path):
   with pytest.raises(DataError, match="Missing style image .*nope.jpg"):
-    images.load_image(tmp_path / "nope.jpg", what="style image")
+    read_rgb(tmp_path / "nope.jpg", what="style image")
   broken = tmp_path / "broken.jpg"
   broken.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
   with pytest.raises(DataError, match="Unreadable content image .*broken.jpg"):
-    images.load_image(broken, what="content image")
+    read_rgb(broken, what="content image")
 
 
 def test_backbone_without_weights_is_a_clear_error(tmp_path):
@@ -161,12 +163,12 @@ def test_backbone_without_weights_is_a_clear_error(tmp_path):
   config = small_config()
   config.data.dir = str(tmp_path)  # Holds no weights/ folder.
   with pytest.raises(DataError, match="Missing backbone weights .*vgg16_weights"):
-    stylize.stylize_files(config, tmp_path / "content.png", tmp_path / "style.png")
+    optimize.stylize_files(config, tmp_path / "content.png", tmp_path / "style.png")
 
 
 def test_config_mismatch_is_refused():
-  with pytest.raises(ValueError, match="one entry per scale"):
-    stylize.check_config(small_config(sizes=(32, 64), steps=(3,)))
+  with pytest.raises(ConfigError, match="one entry per scale"):
+    stylize.validate(small_config(sizes=(32, 64), steps=(3,)))
 
 
 def test_experiment_quick_writes_result_figure_gif_and_results(style_data_dir, tmp_path):
@@ -174,7 +176,7 @@ def test_experiment_quick_writes_result_figure_gif_and_results(style_data_dir, t
   config = style_transfer.get_config("quick")
   config.data.dir, config.progress = style_data_dir, False
   config.optim.name = "adam"  # Compiles in seconds; L-BFGS is covered above.
-  results = style_transfer.run(config, tmp_path / "run")
+  results = stylize.train(config, tmp_path / "run")
   for name in ("result.png", "progress.gif", "plots/side_by_side.png", "plots/loss.png"):
     assert (tmp_path / "run" / name).is_file(), name
   history = [json.loads(line) for line in open(tmp_path / "run" / "metrics.jsonl")]

@@ -49,3 +49,26 @@ def read_idx_gz(path: Path, *, magic: int, shape_tail: tuple[int, ...], source: 
         f"Data file {path} holds {payload.size} values, its header promises {expected}. "
         f"Replace it; {source}.")
   return payload.reshape(dims)
+
+
+def read_idx(path: Path) -> np.ndarray:
+  """Any uint8 IDX file, gzipped or raw, its shape from its own header (``launch.predict``'s
+  inputs); a DataError names a file that is not one."""
+  path = Path(path)
+  try:
+    with open(path, "rb") as f:
+      raw = f.read()
+    if raw[:2] == b"\x1f\x8b":
+      raw = gzip.decompress(raw)
+  except (OSError, EOFError, zlib.error) as e:
+    raise DataError(f"{path} is not a readable IDX file ({e}).") from None
+  if len(raw) < 4 or raw[:3] != b"\x00\x00\x08":
+    raise DataError(f"{path} is not a uint8 IDX file (its header starts {raw[:4].hex()}, not "
+                    "00000803 for images or 00000801 for labels).")
+  ndim = raw[3]
+  header_len = 4 + 4 * ndim
+  dims = struct.unpack(f">{ndim}I", raw[4:header_len]) if len(raw) >= header_len else ()
+  payload = np.frombuffer(raw, dtype=np.uint8, offset=min(header_len, len(raw)))
+  if not dims or payload.size != int(np.prod(dims)):
+    raise DataError(f"{path} is a truncated IDX file: its header promises shape {dims}.")
+  return payload.reshape(dims)

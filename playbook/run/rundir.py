@@ -68,6 +68,13 @@ def lock(workdir: Path) -> None:
   _held[workdir] = f
 
 
+def release(workdir: Path) -> None:
+  """Lets go of ``workdir``'s lock (a finished run; the kernel does it anyway at exit)."""
+  f = _held.pop(Path(workdir).absolute(), None)
+  if f is not None:
+    f.close()
+
+
 def check_config(workdir: Path, config: ml_collections.ConfigDict) -> None:
   """Refuses a config that is not the one ``workdir`` was started with (resuming would mix them)."""
   path = workdir / CONFIG_FILE
@@ -229,5 +236,6 @@ def finish(workdir: str | Path, results: dict, *, start: float, summary: str) ->
   """
   results = dict(results, wall_seconds=time.perf_counter() - start, environment=environment())
   path = _write_json(Path(workdir) / RESULTS_FILE, results)
+  release(workdir)
   print(f"{summary}; wall {results['wall_seconds']:.0f} s; results in {path}")
   return results
