@@ -4,7 +4,8 @@
 
 conv32-conv32-pool-drop-conv64-conv64-pool-drop-fc256-drop-fc10 (the seed CIFAR-10 CNN's layout,
 ``models/cnn.py``) on 28x28x1; random shifts of up to 2 pixels, on the device. flax's MNIST example
-reports 99.17 %. Bar: >= 99.4 % test accuracy.
+reports 99.17 %. Bar: >= 99.4 % test accuracy. Result: 99.56 % (one seed, best validation epoch
+8 of 12), 1,053 s wall on a 2-core AMD EPYC (AVX-512) CPU.
 """
 
 import ml_collections

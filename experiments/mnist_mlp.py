@@ -14,8 +14,7 @@ def get_config(arg: str = ""):
   arg = config_arg(arg, "quick")
   config = classify.base_config(study="mnist_mlp", data="mnist", hidden=(512, 512),
                                 dropout=0.2)
-  config.optim.learning_rate = 1e-3
-  config.optim.weight_decay = 1e-4
+  # AdamW at the base config's learning rate 1e-3 and weight decay 1e-4.
   config.optim.label_smoothing = classify.BOUNDED_LOGITS_LABEL_SMOOTHING
   config.augment.max_shift = 2
   config.train.num_epochs = 30

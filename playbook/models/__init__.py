@@ -41,9 +41,15 @@ def _scratch_mlp(cfg, num_classes: int):
                     activation=cfg.activation, init=cfg.init)
 
 
+def _scratch_cnn(cfg, num_classes: int):
+  from playbook.models.scratch_cnn import ScratchCNN
+  return ScratchCNN(widths=tuple(cfg.widths), hidden=tuple(cfg.hidden), num_classes=num_classes,
+                    init=cfg.init)
+
+
 REGISTRY: dict[str, Callable] = {
     "mlp": _mlp, "seed_cnn": _seed_cnn, "fast_resnet": _fast_resnet, "char_lstm": _char_lstm,
-    "scratch_mlp": _scratch_mlp,
+    "scratch_mlp": _scratch_mlp, "scratch_cnn": _scratch_cnn,
 }
 
 

@@ -75,10 +75,21 @@ def release(workdir: Path) -> None:
     f.close()
 
 
+def has_progress(workdir: Path) -> bool:
+  """Whether ``workdir`` holds anything a re-run would build on: a checkpoint or results."""
+  latest = workdir / "checkpoints" / "latest"
+  return (workdir / RESULTS_FILE).exists() or (
+      latest.is_dir() and any(p.name.isdigit() for p in latest.iterdir()))
+
+
 def check_config(workdir: Path, config: ml_collections.ConfigDict) -> None:
-  """Refuses a config that is not the one ``workdir`` was started with (resuming would mix them)."""
+  """Refuses a config that is not the one ``workdir`` was started with (resuming would mix them).
+
+  A workdir whose run stopped before its first checkpoint holds nothing to mix: its config is
+  replaced, so a run that failed at start never blocks the corrected command.
+  """
   path = workdir / CONFIG_FILE
-  if not path.exists():
+  if not path.exists() or not has_progress(workdir):
     return
   old, new = json.loads(path.read_text()), json.loads(config.to_json())
   if "task" not in old:

@@ -1,4 +1,10 @@
-"""Metrics to ``metrics.jsonl`` (one JSON object per line) and TensorBoard event files."""
+"""Metrics to ``metrics.jsonl`` (one JSON object per line) and TensorBoard event files.
+
+TensorBoard goes through CLU's ``metric_writers.SummaryWriter``. The JSONL side is ours because
+CLU's writers take one scalar per name, while a row here holds a value per seed (or per swept
+variant) of one split, and a resumed run must drop the rows its killed predecessor wrote after the
+checkpoint (``truncate_after``): neither fits ``write_scalars``.
+"""
 
 from __future__ import annotations
 

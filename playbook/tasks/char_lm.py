@@ -22,6 +22,7 @@ from playbook.data import text as text_data
 from playbook.models.lstm import CharLSTM, zero_carry
 from playbook.run import plots, rundir
 from playbook.run.writer import MetricWriter
+from playbook.tasks import ConfigError, schema
 from playbook.train import fit
 from playbook.train.optim import make_optimizer
 
@@ -211,8 +212,28 @@ def prepare_data(config) -> tuple[text_data.CharVocab, dict, dict, str]:
   return vocab, train, val, text[:64]
 
 
+def validate(config: ml_collections.ConfigDict) -> None:
+  """Refuses, before anything is read or written, a value the language model cannot take."""
+  schema.check(config, schema.TRAINING, {
+      "model.name": schema.one_of("char_lstm"), "model.hidden": schema.POSITIVE_INT,
+      "model.num_layers": schema.POSITIVE_INT, "model.unroll": schema.POSITIVE_INT,
+      "data.seq_len": schema.POSITIVE_INT, "data.max_chars": schema.OPTIONAL_POSITIVE_INT,
+      "data.val_fraction": (lambda v: schema.FRACTION[0](v) and v > 0, "a number in (0, 1)"),
+      "optim.name": schema.one_of("adam", "adamw", "sgd", "rmsprop"),
+      "optim.schedule": schema.one_of("constant", "cosine", "onecycle"),
+      "train.best_metric": schema.one_of("xent", "accuracy", "loss"),
+      "sample.length": schema.POSITIVE_INT, "sample.temperature": schema.POSITIVE,
+      "sample.top_k": schema.NON_NEGATIVE_INT, "sample.seed": schema.INTEGER,
+  })
+  if config.train.eval_batch_size != config.train.batch_size:
+    raise ConfigError(f"config.train.eval_batch_size={config.train.eval_batch_size} must equal "
+                      f"train.batch_size={config.train.batch_size}: one carried state per text "
+                      "stream.")
+
+
 def train(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
   start = time.perf_counter()
+  validate(config)
   workdir = rundir.prepare(workdir, config)
   mesh = parallel.make_mesh(config.parallel.fsdp)
   vocab, train, val, text_start = prepare_data(config)

@@ -29,7 +29,7 @@ from playbook.data import augment, cifar10, mnist
 from playbook.models import resnet_fast
 from playbook.run import plots, rundir
 from playbook.run.writer import MetricWriter
-from playbook.tasks import Predictor
+from playbook.tasks import Predictor, schema
 from playbook.train import fit, loop
 from playbook.train.freeze import frozen
 from playbook.train.losses import classification_loss
@@ -131,6 +131,21 @@ def quick(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   return config
 
 
+OPTIM_RULES = {"optim.name": schema.one_of("adam", "adamw", "sgd", "rmsprop"),
+               "optim.schedule": schema.one_of("constant", "cosine", "onecycle", "triangle")}
+
+
+def validate(config: ml_collections.ConfigDict, optim_rules: dict = OPTIM_RULES) -> None:
+  """Refuses, before anything is written, a value the classifier pipeline cannot take."""
+  schema.check(config, schema.TRAINING, {
+      "data.name": schema.one_of(*DATASETS), "data.val_size": schema.POSITIVE_INT,
+      "model.name": schema.one_of(*models.REGISTRY), "model.hidden": schema.WIDTHS,
+      "model.widths": schema.WIDTHS, "model.conv_dropout": schema.FRACTION,
+      "augment.max_shift": schema.NON_NEGATIVE_INT, "augment.flip_lr": schema.BOOL,
+      "train.best_metric": schema.one_of("accuracy", "xent", "loss"),
+  }, optim_rules)
+
+
 # ------------------------------------------------------------------------------------------- data
 
 
@@ -218,8 +233,13 @@ def predict_logits(logits_fn, variables: dict, images: np.ndarray, batch_size: i
 # ------------------------------------------------------------------------------------------ train
 
 
-def train(config: ml_collections.ConfigDict, workdir: str | Path, *,
-          make_learner: Callable[..., Learner] = flax_learner) -> dict:
+def train(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
+  validate(config)
+  return fit_and_test(config, workdir)
+
+
+def fit_and_test(config: ml_collections.ConfigDict, workdir: str | Path, *,
+                 make_learner: Callable[..., Learner] = flax_learner) -> dict:
   """Trains ``config`` in ``workdir`` (resuming what is there), tests the best checkpoint once."""
   start = time.perf_counter()
   workdir = rundir.prepare(workdir, config)  # Every process checks; process 0 writes.

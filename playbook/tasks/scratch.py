@@ -21,7 +21,7 @@ from playbook import models
 from playbook.models import scratch
 from playbook.run import plots
 from playbook.run.writer import read_metrics
-from playbook.tasks import classify
+from playbook.tasks import classify, schema
 from playbook.train import steps
 
 
@@ -83,10 +83,24 @@ def make_learner(config: ml_collections.ConfigDict, num_classes: int, train_x: n
       logits_fn=lambda v, x: net.logits(v["params"], preprocess(x)))
 
 
+def validate(config: ml_collections.ConfigDict) -> None:
+  classify.validate(config, {
+      "model.name": schema.one_of("scratch_mlp", "scratch_cnn"),
+      "model.activation": schema.one_of(*scratch.ACTIVATIONS),
+      "model.init": schema.one_of(*scratch.INIT_VARIANCE),
+      "optim.name": schema.one_of("sgd_momentum"),
+      "optim.schedule": schema.one_of("cosine", "constant")})
+
+
 def train(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
-  results = classify.train(config, workdir, make_learner=make_learner)
+  validate(config)
+  results = classify.fit_and_test(config, workdir, make_learner=make_learner)
   if "wall_seconds" in results:  # Process 0, which writes the figures.
     plot_grad_norms(Path(workdir), Path(workdir) / "plots" / "gradient_norms.png")
+    if config.model.name == "scratch_cnn":
+      _, variables, _, _ = classify.restore_learner(config, workdir, make_learner=make_learner)
+      plot_filters(np.asarray(variables["params"][0]["w"]),
+                   Path(workdir) / "plots" / "first_layer_filters.png")
   return results
 
 
@@ -111,4 +125,20 @@ def plot_grad_norms(workdir: Path, path: Path) -> Path:
     ax.grid(alpha=0.3)
     ax.legend()
   fig.suptitle("Gradient norms per layer (minibatch gradients, L2 term included)")
+  return plots.save(fig, path)
+
+
+def plot_filters(kernel: np.ndarray, path: Path) -> Path:
+  """The first convolution's filters (HWIO, one input channel), each on its own symmetric grey
+  scale: what each output channel responds to in the (standardised) image."""
+  filters = kernel[:, :, 0, :].transpose(2, 0, 1)
+  cols = 8
+  rows = -(-len(filters) // cols)
+  fig, axes = plots.plt.subplots(rows, cols, figsize=(cols * 1.1, rows * 1.1))
+  for ax, i in zip(axes.flat, range(rows * cols)):
+    ax.axis("off")
+    if i < len(filters):
+      scale = np.abs(filters[i]).max() or 1.0
+      ax.imshow(filters[i], cmap="gray", vmin=-scale, vmax=scale)
+  fig.suptitle("First-layer 3x3 filters (best checkpoint, seed 0)")
   return plots.save(fig, path)

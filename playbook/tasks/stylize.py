@@ -16,7 +16,7 @@ import ml_collections
 from playbook.data.paths import data_root
 from playbook.run import rundir
 from playbook.stylize import optimize
-from playbook.tasks import ConfigError
+from playbook.tasks import ConfigError, schema
 
 
 def base_config(study: str = "style_transfer") -> ml_collections.ConfigDict:
@@ -74,6 +74,16 @@ def quick(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
 
 def validate(config: ml_collections.ConfigDict) -> None:
   """Refuses, before anything is read or written, a config the schedule cannot run."""
+  sizes_ok = lambda v: schema.WIDTHS[0](v) and len(v) > 0 and min(v) >= 16
+  schema.check(config, {
+      "sizes": (sizes_ok, "a tuple of image sides >= 16 (the VGG pools five times)"),
+      "steps": (lambda v: schema.WIDTHS[0](v) and len(v) > 0, "a tuple of step counts > 0"),
+      "style_scale": schema.POSITIVE, "init_noise_std": schema.NON_NEGATIVE,
+      "loss.content_weight": schema.NON_NEGATIVE, "loss.style_weight": schema.NON_NEGATIVE,
+      "loss.tv_weight": schema.NON_NEGATIVE, "optim.learning_rate": schema.POSITIVE,
+      "optim.memory_size": schema.POSITIVE_INT, "optim.max_linesearch_steps": schema.POSITIVE_INT,
+      "backbone.depth": schema.one_of(16, 19), "gif_every": schema.NON_NEGATIVE_INT,
+  })
   if len(config.sizes) != len(config.steps):
     raise ConfigError(f"config.sizes {tuple(config.sizes)} and config.steps "
                      f"{tuple(config.steps)} need one entry per scale.")

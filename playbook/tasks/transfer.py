@@ -29,7 +29,7 @@ from playbook.data.images import image_batches, load_image
 from playbook.models import transfer
 from playbook.run import plots, rundir
 from playbook.run.writer import MetricWriter
-from playbook.tasks import ConfigError, Predictor, classify
+from playbook.tasks import Predictor, classify, schema
 from playbook.train import fit, freeze, loop
 from playbook.train.losses import classification_loss
 from playbook.train.optim import make_optimizer
@@ -96,14 +96,10 @@ def base_config(study: str = "cats_dogs") -> ml_collections.ConfigDict:
 
 def quick(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   """120 training images, 60 test images, a few epochs: for tests and quick looks."""
-  config.data.train_limit = 120
-  config.data.select_size = 40
-  config.data.test_limit = 60
-  config.train.num_epochs = 3
-  config.train.batch_size = 16
-  config.train.eval_batch_size = 20
-  config.finetune.num_epochs = 1
-  config.finetune.batch_size = 8
+  config.update_from_flattened_dict({
+      "data.train_limit": 120, "data.select_size": 40, "data.test_limit": 60,
+      "train.num_epochs": 3, "train.batch_size": 16, "train.eval_batch_size": 20,
+      "finetune.num_epochs": 1, "finetune.batch_size": 8})
   return config
 
 
@@ -226,11 +222,24 @@ SETUPS = {"frozen": frozen_setup, "finetune": finetune_setup}
 
 # ---- the run ----------------------------------------------------------------------------------
 
+def validate(config: ml_collections.ConfigDict) -> None:
+  """Refuses, before anything is read or written, a value transfer learning cannot take."""
+  schema.check(config, schema.TRAINING, {
+      "mode": schema.one_of(*SETUPS), "backbone": schema.one_of(*transfer.BACKBONES),
+      "head.dropout": schema.FRACTION, "data.select_size": schema.POSITIVE_INT,
+      "data.image_size": schema.NON_NEGATIVE_INT, "features.batch_size": schema.POSITIVE_INT,
+      "features.flip": schema.BOOL, "finetune.learning_rate": schema.POSITIVE,
+      "finetune.num_epochs": schema.POSITIVE_INT, "finetune.batch_size": schema.POSITIVE_INT,
+      "finetune.max_shift": schema.NON_NEGATIVE_INT,
+      "optim.name": schema.one_of("adam", "adamw", "sgd", "rmsprop"),
+      "optim.schedule": schema.one_of("constant", "cosine", "onecycle"),
+      "train.best_metric": schema.one_of("xent", "accuracy", "loss"),
+  })
+
+
 def train(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
   start, cpu_start, load_start = time.perf_counter(), time.process_time(), os.getloadavg()
-  for key, known in (("mode", SETUPS), ("backbone", transfer.BACKBONES)):
-    if config[key] not in known:
-      raise ConfigError(f"config.{key}={config[key]!r}; expected one of {sorted(known)}.")
+  validate(config)
   backbone = transfer.get_backbone(config.backbone)
   workdir = rundir.prepare(workdir, config)
   splits = load_splits(config)
