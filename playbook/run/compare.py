@@ -17,6 +17,7 @@ from pathlib import Path
 import matplotlib
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 from scipy import stats
 
 from playbook.run import plots
@@ -256,6 +257,7 @@ def plot_curves(rows: list[Row], metric: str, path: Path) -> Path:
     ax.text(0.5, 0.5, "no per-epoch curves logged for this metric", ha="center",
             va="center", transform=ax.transAxes)
   ax.set_xlabel("epoch")
+  ax.xaxis.set_major_locator(MaxNLocator(integer=True))
   keys = sorted({row.curve_key for row in rows if row.curves})
   ax.set_ylabel(f"{' / '.join(keys) or metric} per epoch (validation; dashed: test)")
   ax.grid(alpha=0.3)

@@ -1,0 +1,43 @@
+"""Finished runs side by side: a table of a test metric over seeds, and their learning curves:
+
+    python -m launch.compare runs/mnist_mlp runs/mnist_cnn
+    python -m launch.compare runs/lr_sweep --metric=test_loss --out=reports/lr_sweep
+    python -m launch.compare runs/char_lstm runs/char_lstm_big --metric=best_val_nats_per_char
+
+One row per run, or per variant of a sweep run ("DIR [name]"): the metric's mean ± std over
+seeds, the number of seeds, training steps/s and wall seconds, and its difference from the first
+row: Welch's t-test with 3 or more seeds on both sides, a bootstrap 95 % interval of the
+difference with 2, "n/a" with 1. The table is printed and written to PREFIX.md; the runs'
+per-epoch validation (and test, where logged) curves are overlaid in PREFIX.png. A bad run
+directory or an unknown metric is one line on stderr and exit status 1.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from absl import app, flags
+
+from playbook.run import compare
+from playbook.run.rundir import RunDirError
+
+_METRIC = flags.DEFINE_string("metric", "test_accuracy",
+                              "Key in results.json (or in each sweep variant) to compare.")
+_OUT = flags.DEFINE_string("out", "compare", "Prefix of the PREFIX.md table and PREFIX.png figure.")
+
+
+def main(argv):
+  workdirs = argv[1:]
+  if not workdirs:
+    raise app.UsageError("Name at least one run directory (the --workdir of launch.main).")
+  try:
+    text, md, png = compare.compare(workdirs, _METRIC.value, _OUT.value)
+  except RunDirError as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(1)
+  print(text)
+  print(f"\ntable in {md}; curves in {png}")
+
+
+if __name__ == "__main__":
+  app.run(main)
