@@ -11,16 +11,24 @@ elsewhere pass ``--coordinator_address=HOST:PORT --num_processes=N --process_id=
 
 from __future__ import annotations
 
+import errno
+import os
 import sys
 
-from absl import app, flags, logging
-from ml_collections import config_flags
+# TensorFlow is imported later, here only to write TensorBoard summaries (and by TFDS): its
+# oneDNN kernels compute nothing of ours, and with them off it prints no start-up banner (nor the
+# absl::InitializeLog line that came with it). Its warnings below errors are hidden too.
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from playbook import parallel, tasks
-from playbook.data import DataError
-from playbook.run import compile_cache
-from playbook.run.rundir import RunDirError
-from playbook.train import NonFiniteLossError
+from absl import app, flags, logging  # noqa: E402
+from ml_collections import config_flags  # noqa: E402
+
+from playbook import parallel, tasks  # noqa: E402
+from playbook.data import DataError  # noqa: E402
+from playbook.run import compile_cache  # noqa: E402
+from playbook.run.rundir import RunDirError  # noqa: E402
+from playbook.train import Interrupted, NonFiniteLossError  # noqa: E402
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Experiment config file, e.g. experiments/mnist_mlp.py[:quick].",
@@ -61,6 +69,14 @@ def main(argv):
     import jax
     print(f"jax.distributed: {jax.process_count()} processes, {jax.device_count()} devices "
           f"({jax.local_device_count()} on this host, {jax.devices()[0].platform}).")
+  config_file = config_flags.get_config_filename(flags.FLAGS["config"]).split(":")[0]
+  if not os.path.isfile(config_file):
+    studies = sorted(f[:-3] for f in os.listdir("experiments") if f.endswith(".py")
+                     and not f.startswith("_")) if os.path.isdir("experiments") else []
+    print(f"error: no config file {config_file}. The studies: "
+          f"{', '.join(f'experiments/{s}.py' for s in studies) or 'see experiments/'}.",
+          file=sys.stderr)
+    sys.exit(2)
   compile_cache.enable()
   config = _CONFIG.value
   with config.unlocked():
@@ -77,6 +93,26 @@ def main(argv):
   except (DataError, RunDirError, NonFiniteLossError) as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(1)
+  except Interrupted as e:
+    print(f"stopped: {e}", file=sys.stderr)
+    sys.exit(128 + e.signum)
+  except OSError as e:
+    full = disk_full(e)
+    if full is None:
+      raise
+    print(f"error: the disk is full: writing {full.filename or 'a file'} failed (ENOSPC). "
+          "Every checkpoint written before is intact (orbax writes a new one to a temporary "
+          "folder first); free space, then run the same command to resume.", file=sys.stderr)
+    sys.exit(1)
+
+
+def disk_full(e: BaseException) -> OSError | None:
+  """The ENOSPC error in ``e``'s chain (orbax and TensorFlow wrap them), or None."""
+  while e is not None:
+    if isinstance(e, OSError) and e.errno == errno.ENOSPC:
+      return e
+    e = e.__cause__ or e.__context__
+  return None
 
 
 def parse_flags(argv):
@@ -97,8 +133,9 @@ def parse_flags(argv):
   except (AttributeError, KeyError) as e:
     overrides = [a for a in argv[1:] if a.startswith("--config.")]
     key = str(e).strip("\"'")
-    sys.exit(f"FATAL Flags parsing error: unknown config key {key!r} in {overrides}. The config's "
-             "keys are in its experiments/<study>.py get_config().")
+    print(f"error: unknown config key {key!r} in {overrides}. The config's keys are in its "
+          "experiments/<study>.py get_config() and its task's base_config().", file=sys.stderr)
+    sys.exit(2)
 
 
 if __name__ == "__main__":

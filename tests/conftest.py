@@ -1,9 +1,12 @@
-"""Shared fixtures: small IDX files written by the tests, and the real data root when present."""
+"""Shared fixtures: small IDX files written by the tests, the real data root when present, and a
+guard that fails any test reaching past this machine's loopback."""
 
 from __future__ import annotations
 
 import gzip
+import ipaddress
 import os
+import socket
 import struct
 import sys
 from pathlib import Path
@@ -14,11 +17,54 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from playbook import compile_cache  # noqa: E402
+from playbook.run import compile_cache  # noqa: E402
 
 # One cache for the test process and the runs it launches: the same programs compile once.
 os.environ.setdefault("PLAYBOOK_JAX_CACHE", str(ROOT / ".pytest_cache" / "jax"))
 compile_cache.enable()
+
+
+def _is_loopback(host) -> bool:
+  host = str(host).strip("[]")
+  if host == "localhost":
+    return True
+  try:
+    return ipaddress.ip_address(host.split("%")[0]).is_loopback or host.startswith("::ffff:127.")
+  except ValueError:
+    return False
+
+
+@pytest.fixture(autouse=True)
+def no_network(monkeypatch, request):
+  """Tests never use the network: PLAYBOOK_OFFLINE=1 (a test serving files on 127.0.0.1 unsets
+  it), no inherited PLAYBOOK_MIRROR, and a connection to anything but loopback or a Unix socket
+  raises and fails the test, even if the code under test swallowed the error."""
+  monkeypatch.setenv("PLAYBOOK_OFFLINE", "1")
+  monkeypatch.delenv("PLAYBOOK_MIRROR", raising=False)
+  attempts = []
+  real_connect, real_connect_ex = socket.socket.connect, socket.socket.connect_ex
+
+  def check(sock, address):
+    if sock.family == getattr(socket, "AF_UNIX", None) or not isinstance(address, tuple):
+      return
+    if not _is_loopback(address[0]):
+      attempts.append(address)
+      raise ConnectionRefusedError(f"test tried to reach {address}: tests must stay offline")
+
+  def connect(sock, address):
+    check(sock, address)
+    return real_connect(sock, address)
+
+  def connect_ex(sock, address):
+    check(sock, address)
+    return real_connect_ex(sock, address)
+
+  monkeypatch.setattr(socket.socket, "connect", connect)
+  monkeypatch.setattr(socket.socket, "connect_ex", connect_ex)
+  yield
+  if attempts:
+    pytest.fail(f"{request.node.nodeid} opened non-loopback connection(s) to {attempts}",
+                pytrace=False)
 
 
 def write_idx_gz(path: Path, array: np.ndarray, magic: int) -> Path:

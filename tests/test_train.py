@@ -130,3 +130,10 @@ def test_nan_loss_stops_with_a_clear_error_and_keeps_last_good_checkpoint(tmp_pa
   state = loop.init_states(init_fn, optax.sgd(1e-2), seed=0, num_seeds=1)
   _, meta = Checkpoints(tmp_path / "run").restore("latest", state.saveable())
   assert meta["epoch"] == 1
+
+
+def test_nan_in_the_first_epoch_says_no_checkpoint_was_saved(tmp_path):
+  with pytest.raises(NonFiniteLossError, match=r"epoch 1 .*no checkpoint was saved .*re-run "
+                     r"starts from the beginning"):
+    run_fit(tmp_path / "run", num_epochs=2, tx=optax.sgd(1e30))
+  assert not list((tmp_path / "run" / "checkpoints" / "latest").glob("[0-9]*"))

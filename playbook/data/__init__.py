@@ -1,4 +1,8 @@
-"""Readers: raw files under PLAYBOOK_DATA_DIR -> verified numpy arrays."""
+"""Readers: raw files from the data root (else the cache, else fetched and verified) -> numpy.
 
-from playbook.data.paths import DataError, data_root
+``sources`` is the registry of every file (URLs, sizes, checksums, licences); ``fetch`` gets a
+missing one into the cache, ``$XDG_CACHE_HOME/playbook``.
+"""
+
+from playbook.data.paths import DataError, cache_root, data_root
 from playbook.data.splits import ImageDataset, Split

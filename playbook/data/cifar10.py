@@ -1,16 +1,19 @@
 """CIFAR-10 from the official python batches, from an image folder (the staged JPEG copy), or TFDS.
 
-Three sources, chosen by ``config.data.source``:
+Four sources, chosen by ``config.data.source``:
 
+* ``'auto'``: the copy the data root holds (the official batches, else the JPEG image folder),
+  else the cache's, else the official tarball, fetched into the cache. ``describe`` says which.
 * ``'official'``: ``cifar-10-python.tar.gz`` or its extracted ``cifar-10-batches-py/`` under
-  ``$PLAYBOOK_DATA_DIR/cifar10/``. The tarball and every batch are checked against the md5s
-  published by the CIFAR page and torchvision, and the batches (Python 2 pickles) are read with a
-  restricted unpickler (``safe_pickle``), never plain ``pickle.load``.
+  ``<root>/cifar10/`` (fetched into the cache when no root has it). The tarball and every batch
+  are checked against the md5s published by the CIFAR page and torchvision
+  (``playbook.data.sources``), and the batches (Python 2 pickles) are read with a restricted
+  unpickler (``safe_pickle``), never plain ``pickle.load``.
 * ``'files'``: the image-folder layout ``{train,test}/<class>/*.jpg`` with an ``images.sha256``
-  index (what ``/work/shared/data/cifar10`` holds: a LOSSY JPEG q75 copy, see its SOURCE.md). The
-  index itself is checked against its published sha256, every file against the index, and the
-  decoded arrays are cached as an ``.npz`` keyed by the index's sha256, so the 60,000 JPEGs are
-  decoded once.
+  index (what the shared data root's ``cifar10/`` holds: a LOSSY JPEG q75 copy, see its
+  SOURCE.md). The index itself is checked against its published sha256, every file against the
+  index, and the decoded arrays are cached as an ``.npz`` keyed by the index's sha256, so the
+  60,000 JPEGs are decoded once. This copy cannot be fetched: it is read where a root holds it.
 * ``'tfds'``: tensorflow-datasets' ``cifar10`` (downloads when online).
 
 Every result says which copy it came from (``ImageDataset`` + ``describe``).
@@ -27,34 +30,26 @@ from pathlib import Path
 import ml_collections
 import numpy as np
 
-from playbook.data.paths import DataError, data_root, sha256_of
+from playbook.data import fetch, sources
+from playbook.data.paths import DataError, cache_root, data_root, search_roots, sha256_of
 from playbook.data.safe_pickle import UnsafePickleError, safe_loads
 from playbook.data.splits import ImageDataset, Split, split_off_validation
 
 CLASS_NAMES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship",
                "truck"]
-OFFICIAL_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
-TARBALL_MD5 = "c58f30108f718f92721af3b95e74349a"
-# member of cifar-10-batches-py/ -> md5 (torchvision.datasets.CIFAR10's lists).
-BATCH_MD5 = {
-    "data_batch_1": "c99cafc152244af753f735de768cd75f",
-    "data_batch_2": "d4bba439e000b95fd0a9bffe97cbabec",
-    "data_batch_3": "54ebc095f3ab1f0389bbae665268c751",
-    "data_batch_4": "634d18415352ddfa80567beed471001a",
-    "data_batch_5": "482c414d41f54cd18b22e5b47cb7c3cb",
-    "test_batch": "40351d587109b95175f43aff81a1287e",
-    "batches.meta": "5ff9c542aee3614f3951f8cda6e48888",
-}
+# Views of the registry (playbook.data.sources), the one table of checksums.
+OFFICIAL_URL = sources.CIFAR10_URL
+TARBALL = sources.CIFAR10.name
+BATCHES = sources.CIFAR10_BATCHES
+TARBALL_MD5 = sources.CIFAR10_TARBALL.md5
+BATCH_MD5 = sources.CIFAR10_BATCH_MD5
 TRAIN_BATCHES = [f"data_batch_{i}" for i in range(1, 6)]
-# The staged JPEG copy (SOURCE.md): sha256 of its images.sha256 index and of the decoded arrays.
-JPEG_INDEX_SHA256 = "f10d4c9e536a564f17fa5e8d68ba087d1235e60cd1f21700e11ff43f0647bbb0"
-JPEG_DECODED_SHA256 = {
-    "train": "bf3aabd52be912dae02a0435296c4dab5289524b57f55cd162dc4796935a611b",
-    "test": "5a6aa8185204d80b65d3dfb540696dadd5f10d185ded226a96665d3e0fc6259f",
-}
+JPEG_INDEX_SHA256 = sources.CIFAR10_JPEG_INDEX_SHA256
+JPEG_DECODED_SHA256 = sources.CIFAR10_JPEG_DECODED_SHA256
 COPIES = {"official": "official CIFAR-10 python batches",
           "files": "LOSSY JPEG q75 copy of CIFAR-10 (image folder)",
-          "tfds": "TFDS cifar10 (official pixels)"}
+          "tfds": "TFDS cifar10 (official pixels)",
+          "auto": "CIFAR-10: the data root's copy, else the official python batches"}
 
 
 # ------------------------------------------------------------------------ official batches
@@ -74,8 +69,8 @@ def check_md5(name: str, data: bytes, expected: str, where: str) -> bytes:
 
 def read_official_members(folder: Path) -> dict[str, bytes]:
   """The bytes of every batch, md5-checked, from the tarball or the extracted folder."""
-  tarball = folder / "cifar-10-python.tar.gz"
-  extracted = folder / "cifar-10-batches-py"
+  tarball = folder / TARBALL
+  extracted = folder / BATCHES
   if extracted.is_dir():
     members = {}
     for name, md5 in BATCH_MD5.items():
@@ -92,8 +87,9 @@ def read_official_members(folder: Path) -> dict[str, bytes]:
         member = tar.extractfile(f"cifar-10-batches-py/{name}")  # Read in memory, never extracted.
         members[name] = check_md5(name, member.read(), md5, str(tarball))
     return members
-  raise DataError(f"Neither {tarball} nor {extracted}/ exists. Download {OFFICIAL_URL} there, or "
-                  "use --config.data.source=files (image folder) or =tfds.")
+  raise DataError(f"Neither {tarball} nor {extracted}/ exists. Download {OFFICIAL_URL} there (or "
+                  "run python -m launch.fetch cifar10), or use --config.data.source=files (image "
+                  "folder) or =tfds.")
 
 
 def decode_batch(name: str, data: bytes) -> Split:
@@ -180,7 +176,8 @@ def decode_folder_split(folder: Path, split: str, class_names: list[str],
 
 
 def cache_dir() -> Path:
-  return Path(os.environ.get("PLAYBOOK_CACHE_DIR", Path.home() / ".cache" / "playbook"))
+  """Where decoded image folders are cached: $PLAYBOOK_CACHE_DIR, else the data cache."""
+  return Path(os.environ.get("PLAYBOOK_CACHE_DIR") or cache_root())
 
 
 def read_image_folder(folder: Path, class_names: list[str], *, cache: Path | None = None,
@@ -237,21 +234,58 @@ def shuffled(split: Split, *, seed: int) -> Split:
 
 
 
+def has_official(folder: Path) -> bool:
+  return (folder / BATCHES).is_dir() or (folder / TARBALL).is_file()
+
+
+def has_jpeg_copy(folder: Path) -> bool:
+  return (folder / "images.sha256").is_file()
+
+
+def resolve(cfg: ml_collections.ConfigDict) -> tuple[str, Path | None]:
+  """(source, ``cifar10`` folder to read) for ``cfg``; 'auto' becomes 'official' or 'files'.
+
+  Roots are searched in order (the named one, then the cache); in each, the official batches win
+  over the JPEG copy. The folder is None when the official tarball is still to be fetched.
+  """
+  if cfg.source not in COPIES:
+    raise DataError(f"config.data.source must be 'auto', 'official', 'files' or 'tfds' for "
+                    f"cifar10, got {cfg.source!r}.")
+  if cfg.source == "tfds":
+    return "tfds", None
+  for root in search_roots(cfg.dir or None):
+    folder = root / "cifar10"
+    if cfg.source in ("auto", "official") and has_official(folder):
+      return "official", folder
+    if cfg.source in ("auto", "files") and has_jpeg_copy(folder):
+      return "files", folder
+  return ("files", data_root(cfg.dir or None) / "cifar10") if cfg.source == "files" else (
+      "official", None)
+
+
+def describe(cfg: ml_collections.ConfigDict) -> str:
+  """Which copy ``cfg`` reads, e.g. the LOSSY JPEG copy (for results.json and the summary)."""
+  return COPIES[resolve(cfg)[0]]
+
+
 def load(cfg: ml_collections.ConfigDict) -> ImageDataset:
   """Train/validation/test splits as uint8 NHWC images and int32 labels, from ``cfg.source``."""
-  if cfg.source == "official":
-    train, test = read_official(data_root(cfg.dir) / "cifar10")
-  elif cfg.source == "files":
-    folder = data_root(cfg.dir) / "cifar10"
+  source, folder = resolve(cfg)
+  if source == "official":
+    if folder is None:  # No root holds it: the official tarball, fetched and unpacked.
+      folder = fetch.ensure(sources.CIFAR10, cfg.dir or None).parent
+    train, test = read_official(folder)
+  elif source == "files":
+    if not folder.is_dir():
+      raise DataError(f"No CIFAR-10 image folder at {folder} (train/<class>/*.jpg with an "
+                      "images.sha256 index). Use --config.data.source=auto or =official to read "
+                      "(or fetch) the official batches.")
     train, test, _ = read_image_folder(folder, CLASS_NAMES,
                                        expected_index_sha256=JPEG_INDEX_SHA256)
     # The folder is sorted by class (the original interleaving is lost): one fixed shuffle, so
     # that the first n images (train_limit, the plots' first test images) cover every class.
     train, test = shuffled(train, seed=0), shuffled(test, seed=1)
-  elif cfg.source == "tfds":
-    train, test = read_tfds("train"), read_tfds("test")
   else:
-    raise DataError(f"config.data.source must be 'official', 'files' or 'tfds' for cifar10, got "
-                    f"{cfg.source!r}.")
+    train, test = read_tfds("train"), read_tfds("test")
   train, val = split_off_validation(train, cfg.val_size, seed=cfg.split_seed)
   return ImageDataset(train=train, val=val, test=test, class_names=list(CLASS_NAMES))

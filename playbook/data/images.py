@@ -14,6 +14,11 @@ from PIL import Image, UnidentifiedImageError
 
 from playbook.data.paths import DataError
 
+# The largest image decoded (width x height): a 64-megapixel photo passes; a file declaring more
+# (a decompression bomb, a few KB that would expand to GBs) is refused from its header.
+MAX_PIXELS = 64_000_000
+Image.MAX_IMAGE_PIXELS = None  # PIL's own limit, replaced by the check in read_rgb (one message).
+
 
 def read_rgb(path: str | os.PathLike, *, what: str = "image", hint: str = "") -> np.ndarray:
   """The image at ``path`` as uint8 RGB (H, W, 3); a ``DataError`` names a missing or undecodable
@@ -22,7 +27,12 @@ def read_rgb(path: str | os.PathLike, *, what: str = "image", hint: str = "") ->
   if not path.is_file():
     raise DataError(f"Missing {what} {path}: no such file.{hint}")
   try:
-    with Image.open(path) as image:
+    with Image.open(path) as image:  # Reads the header only.
+      width, height = image.size
+      if width * height > MAX_PIXELS:  # Refused before a byte of pixels is decoded.
+        raise DataError(f"Refused {what} {path}: it declares {width} x {height} pixels, more "
+                        f"than the {MAX_PIXELS:,} read here (a decompression bomb, or a photo "
+                        f"to scale down first).{hint}")
       image.load()  # Decode now: a truncated file fails here, not later.
       return np.asarray(image.convert("RGB"))
   except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:

@@ -1,9 +1,11 @@
 """Where the data lives, and the one error type every reader raises.
 
-The project reads data through one setting: ``PLAYBOOK_DATA_DIR`` (or the ``--data_dir`` flag,
-which ``launch.main`` copies into ``config.data.dir``). Nothing is ever downloaded behind the
-user's back and nothing is substituted: a missing or broken file is a ``DataError`` that names the
-file, what is wrong with it, and where the right one comes from.
+The data root is ``--data_dir`` (``config.data.dir``), else ``PLAYBOOK_DATA_DIR``, else the cache,
+``$XDG_CACHE_HOME/playbook`` (``~/.cache/playbook``). A root the user names is only ever read; a
+file missing from it is looked for in the cache and, when absent there too, fetched into the cache
+(``playbook.data.fetch``), verified against the registry (``playbook.data.sources``). Nothing is
+substituted: a missing or broken file is a ``DataError`` that names the file, what is wrong with it,
+and how to get the right one.
 """
 
 from __future__ import annotations
@@ -13,24 +15,50 @@ import os
 from pathlib import Path
 
 ENV_VAR = "PLAYBOOK_DATA_DIR"
+CACHE_NAME = "playbook"
 
 
 class DataError(RuntimeError):
   """A data file is missing, truncated or corrupt; the message says which and how to fix it."""
 
 
-def data_root(data_dir: str | os.PathLike | None = None) -> Path:
-  """The data root: the explicit argument, else $PLAYBOOK_DATA_DIR, else an error."""
+def cache_root() -> Path:
+  """``$XDG_CACHE_HOME/playbook`` (``~/.cache/playbook``): the default data root, and the only
+  folder the fetcher writes into. It need not exist yet."""
+  base = os.environ.get("XDG_CACHE_HOME", "")
+  if not os.path.isabs(base):  # The XDG spec: a relative value is invalid and ignored.
+    base = os.path.join("~", ".cache")
+  return Path(base).expanduser() / CACHE_NAME
+
+
+def named_root(data_dir: str | os.PathLike | None = None) -> Path | None:
+  """The root the user named (the argument, else $PLAYBOOK_DATA_DIR), checked; None if none."""
   root = data_dir or os.environ.get(ENV_VAR)
   if not root:
-    raise DataError(
-        f"No data directory given. Set {ENV_VAR}=/path/to/data (or pass --data_dir) to a folder "
-        "holding e.g. mnist/train-images-idx3-ubyte.gz, or use --config.data.source=tfds when "
-        "online.")
+    return None
   root = Path(root).expanduser()
   if not root.is_dir():
-    raise DataError(f"Data directory {root} does not exist (from --data_dir or ${ENV_VAR}).")
+    raise DataError(f"Data directory {root} does not exist (from --data_dir or ${ENV_VAR}). Point "
+                    f"it at an existing folder, or unset it to use the cache {cache_root()}.")
   return root
+
+
+def data_root(data_dir: str | os.PathLike | None = None) -> Path:
+  """The data root: the explicit argument, else $PLAYBOOK_DATA_DIR, else the cache."""
+  return named_root(data_dir) or cache_root()
+
+
+def search_roots(data_dir: str | os.PathLike | None = None) -> list[Path]:
+  """Where a data file is looked for, in order: the named root (if any), then the cache."""
+  named = named_root(data_dir)
+  cache = cache_root()
+  return [named, cache] if named and named.resolve() != cache.resolve() else [cache]
+
+
+def keras_models_dir() -> Path:
+  """Keras's download cache, ``$KERAS_HOME/models`` (``~/.keras/models``): weight files found
+  there are used in place."""
+  return Path(os.environ.get("KERAS_HOME") or os.path.join("~", ".keras")).expanduser() / "models"
 
 
 def sha256_of(path: Path, chunk: int = 1 << 20) -> str:

@@ -1,10 +1,11 @@
 """Text for character-level language models: the verified Anna Karenina, or any UTF-8 file.
 
-``anna.txt`` (the Udacity char-RNN lessons' copy) is checked against its published size and
-sha256, then read in text mode: its CRLF line endings become ``\\n``, which gives the lessons'
-1,985,223 characters over 83 symbols. Any other UTF-8 file can be given by path (no checksum
-then). The vocabulary is built from the whole text, so it covers both splits, and is saved with
-the run (``vocab.json``) for sampling.
+``anna.txt`` (the Udacity char-RNN lessons' copy, fetched into the cache when no data root has
+it) is checked against its registered size and sha256 (``playbook.data.sources``), then read in
+text mode: its CRLF line endings become ``\\n``, which gives the lessons' 1,985,223 characters
+over 83 symbols. Any other UTF-8 file can be given by path (no checksum then). The vocabulary
+is built from the whole text, so it covers both splits, and is saved with the run
+(``vocab.json``) for sampling.
 
 Truncated backpropagation through time reads the text as ``batch_size`` parallel streams:
 ``stream_batches`` lays it out so that batch ``i + 1`` continues, stream by stream, where batch
@@ -18,12 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
-from playbook.data.paths import DataError, data_root, verified_file
+from playbook.data import fetch, sources
+from playbook.data.paths import DataError, verified_file
 
-ANNA = dict(path="text/anna.txt", size=2025486,
-            sha256="568bb39fc78aca98e9db91c4329dcd1aa5ec4c3df3aca2064ce5d6f023ae16c9",
-            source="it is recurrent-neural-networks/char-rnn/data/anna.txt of "
-                   "github.com/udacity/deep-learning-v2-pytorch (commit c9404fc8)")
+ANNA = sources.ANNA  # Size, sha256, URLs and licence: the registry's entry.
 
 
 class VocabError(ValueError):
@@ -48,11 +47,14 @@ def read_text(path: str | Path) -> str:
 
 
 def load_text(cfg) -> str:
-  """``cfg.path`` if set (any UTF-8 file), else the verified ``anna.txt`` under the data root."""
+  """``cfg.path`` if set (any UTF-8 file), else the verified ``anna.txt`` from the data root
+  (fetched into the cache when no root has it)."""
   if cfg.path:
     return read_text(cfg.path)
-  path = verified_file(data_root(cfg.dir or None) / ANNA["path"], size=ANNA["size"],
-                       sha256=ANNA["sha256"], source=ANNA["source"])
+  path = fetch.ensure(ANNA, cfg.dir or None)
+  hint = (f"it is recurrent-neural-networks/char-rnn/data/anna.txt of "
+          f"github.com/udacity/deep-learning-v2-pytorch ({ANNA.urls[0]})")
+  verified_file(path, size=ANNA.size, sha256=ANNA.digests[0].sha256, source=hint)
   return read_text(path)
 
 

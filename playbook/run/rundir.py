@@ -91,7 +91,12 @@ def check_config(workdir: Path, config: ml_collections.ConfigDict) -> None:
   path = workdir / CONFIG_FILE
   if not path.exists() or not has_progress(workdir):
     return
-  old, new = json.loads(path.read_text()), json.loads(config.to_json())
+  try:
+    old = json.loads(path.read_text())
+  except json.JSONDecodeError as e:
+    raise RunDirError(f"{path} is not valid JSON ({e}) while {workdir} holds checkpoints or "
+                      "results; the run directory is damaged. Use a new --workdir.") from None
+  new = json.loads(config.to_json())
   if "task" not in old:
     raise RunDirError(f"Workdir {workdir} holds a run made before configs named their task; "
                       "it cannot be resumed. Use a new --workdir.")
@@ -126,8 +131,15 @@ def prepare(workdir: str | Path, config: ml_collections.ConfigDict, *,
     import jax
     write = jax.process_index() == 0
   workdir = Path(workdir)
+  if workdir.exists() and not workdir.is_dir():
+    raise RunDirError(f"--workdir {workdir} is a file, not a folder. Name a new or existing "
+                      "run directory.")
   if write:
-    workdir.mkdir(parents=True, exist_ok=True)
+    try:
+      workdir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+      raise RunDirError(f"Cannot create the workdir {workdir}: {e.strerror}. Name a folder you "
+                        "can write to.") from None
     lock(workdir)
   check_config(workdir, config)
   if write:

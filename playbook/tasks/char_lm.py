@@ -234,9 +234,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
 def train(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
   start = time.perf_counter()
   validate(config)
+  vocab, train, val, text_start = prepare_data(config)  # A data error leaves no workdir.
   workdir = rundir.prepare(workdir, config)
   mesh = parallel.make_mesh(config.parallel.fsdp)
-  vocab, train, val, text_start = prepare_data(config)
   if parallel.is_main_process():
     vocab.save(workdir / VOCAB_FILE)
 

@@ -241,8 +241,8 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
   start, cpu_start, load_start = time.perf_counter(), time.process_time(), os.getloadavg()
   validate(config)
   backbone = transfer.get_backbone(config.backbone)
+  splits = load_splits(config)  # Before the workdir: a data error leaves no trace there.
   workdir = rundir.prepare(workdir, config)
-  splits = load_splits(config)
   class_names = splits[0].class_names
   (workdir / "classes.json").write_text(json.dumps(class_names))
   setup = SETUPS[config.mode](config, workdir, backbone, splits)

@@ -14,8 +14,11 @@ and so are the shuffle and every random draw: N devices train the 1-device traje
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
+import signal
+import threading
 import time
 from pathlib import Path
 
@@ -35,6 +38,36 @@ from playbook.run.writer import MetricWriter
 
 class NonFiniteLossError(FloatingPointError):
   """Training produced a NaN or infinite loss."""
+
+
+class Interrupted(RuntimeError):
+  """SIGTERM or Ctrl-C stopped training at a call boundary; ``signum`` is the signal."""
+
+  def __init__(self, message: str, signum: int):
+    super().__init__(message)
+    self.signum = signum
+
+
+@contextlib.contextmanager
+def stop_requests():
+  """Turns SIGTERM and SIGINT into a request (a list that gets the signal number) that ``fit``
+  honours between jitted calls, so no checkpoint is cut in half. A second Ctrl-C stops at once."""
+  requested: list[int] = []
+  if threading.current_thread() is not threading.main_thread():
+    yield requested  # Signal handlers can only be set from the main thread.
+    return
+
+  def handler(signum, frame):
+    if requested and signum == signal.SIGINT:
+      raise KeyboardInterrupt
+    requested.append(signum)
+
+  previous = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
+  try:
+    yield requested
+  finally:
+    for s, h in previous.items():
+      signal.signal(s, h)
 
 
 @dataclasses.dataclass
@@ -226,63 +259,78 @@ def fit(*, init_fn: InitFn, loss_fn, tx: optax.GradientTransformation,
                      desc=f"train {Path(workdir).name}")
   train_seconds, timed_steps, timed_seconds = 0.0, 0, 0.0
   first_epoch = meta["epoch"]
-  for epoch in range(first_epoch, cfg.num_epochs):
-    if cfg.patience and meta["bad_epochs"] >= cfg.patience:
-      break
-    start = time.perf_counter()
-    parts = []
-    for call in range(epoch * calls, (epoch + 1) * calls):
-      state, call_metrics = train_epoch(state, train_on_device, call)
-      parts.append(jax.tree.map(np.asarray, call_metrics))
-      bar.update(steps_per_epoch // calls)
-    step_metrics = jax.tree.map(lambda *m: np.concatenate(m, axis=-1), *parts)
-    elapsed = time.perf_counter() - start
-    train_seconds += elapsed
-    if epoch > first_epoch:  # The first epoch of a process includes compilation.
-      timed_steps, timed_seconds = timed_steps + steps_per_epoch, timed_seconds + elapsed
+  with stop_requests() as stop:
+    for epoch in range(first_epoch, cfg.num_epochs):
+      if cfg.patience and meta["bad_epochs"] >= cfg.patience:
+        break
+      start = time.perf_counter()
+      parts = []
+      for call in range(epoch * calls, (epoch + 1) * calls):
+        if stop:  # Between calls: the state is whole, every checkpoint written is complete.
+          bar.close()
+          name = signal.Signals(stop[0]).name
+          kept = (f"the checkpoint of epoch {meta['epoch']} is kept in "
+                  f"{Path(workdir) / 'checkpoints/latest'}" if meta["epoch"] else
+                  "no epoch had finished, so nothing was saved")
+          raise Interrupted(
+              f"{name}: training stopped in epoch {epoch + 1} of {cfg.num_epochs}; {kept}. Run "
+              "the same command again to resume: it ends with the same metrics as an "
+              "uninterrupted run.", stop[0])
+        state, call_metrics = train_epoch(state, train_on_device, call)
+        parts.append(jax.tree.map(np.asarray, call_metrics))
+        bar.update(steps_per_epoch // calls)
+      step_metrics = jax.tree.map(lambda *m: np.concatenate(m, axis=-1), *parts)
+      elapsed = time.perf_counter() - start
+      train_seconds += elapsed
+      if epoch > first_epoch:  # The first epoch of a process includes compilation.
+        timed_steps, timed_seconds = timed_steps + steps_per_epoch, timed_seconds + elapsed
 
-    losses = step_metrics["loss"]
-    bad_step = first_nonfinite_step(losses, epoch * steps_per_epoch)
-    if bad_step is not None:
-      bar.close()
-      raise NonFiniteLossError(
-          f"Loss became {float(losses[~np.isfinite(losses)].flat[0])} in epoch {epoch + 1} "
-          f"(first at step {bad_step}). Training stopped; the last good checkpoint "
-          f"(epoch {meta['epoch']}) is kept in {Path(workdir) / 'checkpoints/latest'}. Lower the "
-          "learning rate, add gradient clipping, or check the inputs for NaN.")
+      losses = step_metrics["loss"]
+      bad_step = first_nonfinite_step(losses, epoch * steps_per_epoch)
+      if bad_step is not None:
+        bar.close()
+        kept = (f"the last good checkpoint (epoch {meta['epoch']}) is kept in "
+                f"{Path(workdir) / 'checkpoints/latest'} and a re-run resumes from it"
+                if ckpt.latest.latest_step() is not None else
+                "no checkpoint was saved (it failed in the first epoch run here), so a re-run "
+                "starts from the beginning")
+        raise NonFiniteLossError(
+            f"Loss became {float(losses[~np.isfinite(losses)].flat[0])} in epoch {epoch + 1} "
+            f"(first at step {bad_step}). Training stopped; {kept}. Lower the learning rate, add "
+            "gradient clipping, or check the inputs for NaN.")
 
-    global_step = (epoch + 1) * steps_per_epoch
-    first_step = epoch * steps_per_epoch
-    for i in range(0, steps_per_epoch, cfg.log_every_steps):
-      writer.write(first_step + i + 1, "train_step",
-                   {k: np.asarray(v)[..., i] for k, v in step_metrics.items()})
-    train_summary = _summary(step_metrics)
-    val_metrics = jax.tree.map(np.asarray, evaluate_fn(state, val_batches))
-    writer.write(global_step, "train", train_summary)
-    writer.write(global_step, "val", val_metrics)
-    row = {"epoch": epoch + 1, "step": global_step, "train": _jsonable(train_summary),
-           "val": _jsonable(val_metrics)}
-    for name, batches in curve_batches.items():
-      curve_metrics = jax.tree.map(np.asarray, evaluate_fn(state, batches))
-      writer.write(global_step, name, curve_metrics)
-      row[name] = _jsonable(curve_metrics)
-    meta["history"].append(row)
-    seconds = meta.setdefault("seconds", [])
-    seconds.append((seconds[-1] if seconds else 0.0) + elapsed)
+      global_step = (epoch + 1) * steps_per_epoch
+      first_step = epoch * steps_per_epoch
+      for i in range(0, steps_per_epoch, cfg.log_every_steps):
+        writer.write(first_step + i + 1, "train_step",
+                     {k: np.asarray(v)[..., i] for k, v in step_metrics.items()})
+      train_summary = _summary(step_metrics)
+      val_metrics = jax.tree.map(np.asarray, evaluate_fn(state, val_batches))
+      writer.write(global_step, "train", train_summary)
+      writer.write(global_step, "val", val_metrics)
+      row = {"epoch": epoch + 1, "step": global_step, "train": _jsonable(train_summary),
+             "val": _jsonable(val_metrics)}
+      for name, batches in curve_batches.items():
+        curve_metrics = jax.tree.map(np.asarray, evaluate_fn(state, batches))
+        writer.write(global_step, name, curve_metrics)
+        row[name] = _jsonable(curve_metrics)
+      meta["history"].append(row)
+      seconds = meta.setdefault("seconds", [])
+      seconds.append((seconds[-1] if seconds else 0.0) + elapsed)
 
-    score = float(np.mean(val_metrics[cfg.best_metric]))
-    meta["epoch"] = epoch + 1
-    if meta["best"] is None or sign * score > sign * meta["best"]:
-      meta.update(best=score, best_epoch=epoch + 1, bad_epochs=0)
-      # best before latest: a kill between the two replays this epoch and rewrites the same best.
-      if global_step not in ckpt.best.all_steps():
-        ckpt.save("best", global_step, state.saveable(), {"epoch": epoch + 1, "val": score})
-    else:
-      meta["bad_epochs"] += 1
-    ckpt.save("latest", global_step, state.saveable(), meta)
+      score = float(np.mean(val_metrics[cfg.best_metric]))
+      meta["epoch"] = epoch + 1
+      if meta["best"] is None or sign * score > sign * meta["best"]:
+        meta.update(best=score, best_epoch=epoch + 1, bad_epochs=0)
+        # best before latest: a kill between the two replays this epoch and rewrites the same best.
+        if global_step not in ckpt.best.all_steps():
+          ckpt.save("best", global_step, state.saveable(), {"epoch": epoch + 1, "val": score})
+      else:
+        meta["bad_epochs"] += 1
+      ckpt.save("latest", global_step, state.saveable(), meta)
 
-    bar.set_postfix(loss=f"{np.mean(train_summary['loss']):.4f}",
-                    **{f"val_{cfg.best_metric}": f"{score:.4f}"})
+      bar.set_postfix(loss=f"{np.mean(train_summary['loss']):.4f}",
+                      **{f"val_{cfg.best_metric}": f"{score:.4f}"})
   bar.close()
 
   best = ckpt.restore("best", state.saveable())
