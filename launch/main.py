@@ -35,7 +35,8 @@ _CONFIG = config_flags.DEFINE_config_file(
     lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory; re-running with it resumes.")
 _DATA_DIR = flags.DEFINE_string("data_dir", None,
-                                "Data root (default: $PLAYBOOK_DATA_DIR); sets config.data.dir.")
+                                "Data root, only read (default: $PLAYBOOK_DATA_DIR, else the cache "
+                                "~/.cache/playbook); sets config.data.dir.")
 _PROGRESS = flags.DEFINE_bool("progress", True, "Show a progress bar (--noprogress to hide).")
 _DISTRIBUTED = flags.DEFINE_enum(
     "distributed", "auto", ["auto", "on", "off"],

@@ -22,6 +22,10 @@ from playbook.run import compile_cache  # noqa: E402
 # One cache for the test process and the runs it launches: the same programs compile once.
 os.environ.setdefault("PLAYBOOK_JAX_CACHE", str(ROOT / ".pytest_cache" / "jax"))
 compile_cache.enable()
+# Nothing is downloaded while testing, in fixtures and launched runs too (no_network below adds a
+# guard per test; the loopback-server tests of test_fetch.py lift OFFLINE for themselves).
+os.environ["PLAYBOOK_OFFLINE"] = "1"
+os.environ.pop("PLAYBOOK_MIRROR", None)
 
 
 def _is_loopback(host) -> bool:
@@ -45,7 +49,7 @@ def no_network(monkeypatch, request):
   real_connect, real_connect_ex = socket.socket.connect, socket.socket.connect_ex
 
   def check(sock, address):
-    if sock.family == getattr(socket, "AF_UNIX", None) or not isinstance(address, tuple):
+    if sock.family not in (socket.AF_INET, socket.AF_INET6):  # Unix sockets and the like.
       return
     if not _is_loopback(address[0]):
       attempts.append(address)

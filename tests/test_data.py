@@ -67,8 +67,9 @@ def _data_cfg(root, name="mnist"):
                                         split_seed=0))
 
 
-def test_load_without_data_dir_says_how_to_set_it(monkeypatch):
+def test_load_without_data_dir_says_how_to_set_it(monkeypatch, tmp_path):
   monkeypatch.delenv("PLAYBOOK_DATA_DIR", raising=False)
+  monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))  # An empty cache, whatever this user has.
   with pytest.raises(DataError, match="Set PLAYBOOK_DATA_DIR=/path/to/data"):
     mnist.load(_data_cfg(""))
 

@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from PIL import Image
 
 from conftest import ROOT
 from playbook.data.splits import ImageDataset, Split
@@ -263,3 +264,23 @@ def test_recurrent_step_exports_with_explicit_state(tmp_path):
     assert entry["max_abs_error"] <= 1e-5, key
     assert entry["accuracy"] == exported["jax_accuracy"], key
   assert "| tflite_float32 | model_float32.tflite |" in report.table(exported)
+
+
+def test_predict_cli_reads_idx_and_image_files_of_an_mnist_run(mlp_run, real_data_dir, tmp_path):
+  """launch.predict on an MNIST-family workdir: the real t10k IDX file, and one of its digits
+  saved as a PNG (grey, 28 x 28), give the labels the run's accuracy promises."""
+  from playbook.data.idx import read_idx
+  workdir = mlp_run[0]
+  images = read_idx(real_data_dir / "mnist" / "t10k-images-idx3-ubyte.gz")
+  labels = read_idx(real_data_dir / "mnist" / "t10k-labels-idx1-ubyte.gz")
+  Image.fromarray(images[0]).save(tmp_path / "digit.png")
+  out = subprocess.run([sys.executable, "-m", "launch.predict", f"--workdir={workdir}",
+                        str(real_data_dir / "mnist" / "t10k-images-idx3-ubyte.gz"),
+                        "--limit=200", str(tmp_path / "digit.png")],
+                       cwd=ROOT, capture_output=True, text=True, timeout=300)
+  assert out.returncode == 0, out.stderr[-2000:]
+  rows = [line.split("\t") for line in out.stdout.strip().splitlines()]
+  assert len(rows) == 201 and rows[0][0].endswith("t10k-images-idx3-ubyte.gz[0]")
+  predicted = np.array([int(label) for _, label, _ in rows[:200]])
+  assert np.mean(predicted == labels[:200]) > 0.8
+  assert rows[200][1] == rows[0][1]  # The PNG of image 0 is image 0.

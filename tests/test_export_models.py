@@ -21,6 +21,7 @@ import pytest
 from playbook import tasks
 from playbook.export import adapters, parity, pipeline
 from playbook.run.rundir import RunDirError
+from conftest import ROOT
 from test_export import FLOAT32, readme_clients
 
 quiet = lambda *_: None
@@ -247,3 +248,23 @@ def test_export_names_the_run_file_it_misses(tmp_path, study, missing):
   (tmp_path / "checkpoints" / "best" / "8").mkdir(parents=True)
   with pytest.raises(RunDirError, match=f"{missing} is missing: .*not a whole run"):
     tasks.exportable(tmp_path)
+
+
+def test_predict_cli_on_a_cifar_run_reads_image_files(cifar_run, tmp_path):
+  """launch.predict on a CIFAR-10 workdir: test images saved as PNGs come back with the same
+  class the run's own predictor gives them."""
+  from PIL import Image
+  from playbook.tasks import classify
+  study, workdir, _, _ = cifar_run
+  config = tasks.for_workdir(workdir)[1]
+  data = classify.load_data(config.data)
+  paths = []
+  for i in range(4):
+    paths.append(tmp_path / f"test_{i}.png")
+    Image.fromarray(data.test.x[i]).save(paths[-1])
+  out = subprocess.run([sys.executable, "-m", "launch.predict", f"--workdir={workdir}",
+                        *map(str, paths)], cwd=ROOT, capture_output=True, text=True, timeout=300)
+  assert out.returncode == 0, out.stderr[-2000:]
+  expected = tasks.get("classify").predictor(config, workdir).predict(data.test.x[:4])
+  got = [line.split("\t")[1] for line in out.stdout.strip().splitlines()]
+  assert got == [data.class_names[k] for k in expected.argmax(-1)]

@@ -157,12 +157,17 @@ def test_missing_and_unreadable_images_are_clear_errors(tmp_path):
     read_rgb(broken, what="content image")
 
 
-def test_backbone_without_weights_is_a_clear_error(tmp_path):
+def test_backbone_without_weights_is_a_clear_error(tmp_path, monkeypatch):
   for name in ("content.png", "style.png"):
     Image.fromarray(np.zeros((20, 20, 3), np.uint8)).save(tmp_path / name)
+  for var in ("PLAYBOOK_DATA_DIR", "PLAYBOOK_MIRROR"):
+    monkeypatch.delenv(var, raising=False)
+  for var in ("XDG_CACHE_HOME", "KERAS_HOME", "TORCH_HOME"):  # Empty caches.
+    monkeypatch.setenv(var, str(tmp_path / "empty" / var))
+  monkeypatch.setenv("PLAYBOOK_OFFLINE", "1")
   config = small_config()
   config.data.dir = str(tmp_path)  # Holds no weights/ folder.
-  with pytest.raises(DataError, match="Missing backbone weights .*vgg16_weights"):
+  with pytest.raises(DataError, match="vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"):
     optimize.stylize_files(config, tmp_path / "content.png", tmp_path / "style.png")
 
 

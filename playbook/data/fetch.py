@@ -419,8 +419,10 @@ class _Meter:
     self.bar = None
     if self.mode == "bar":
       from tqdm import tqdm
+      size = shutil.get_terminal_size((100, 24))  # Some ptys report 0 x 0: tqdm then hides bars.
       self.bar = tqdm(total=total, initial=initial, unit="B", unit_scale=True, unit_divisor=1000,
-                      desc=what.rsplit("/", 1)[-1], file=sys.stderr, leave=False)
+                      desc=what.rsplit("/", 1)[-1], file=sys.stderr, leave=True,
+                      ncols=min(size.columns or 100, 120), nrows=size.lines or 24)
 
   def __enter__(self):
     return self
@@ -463,6 +465,8 @@ def _fetch_archive(source: Source, root: Path, urls: list[str], *, progress, tim
       _check_space(root, int(source.size * 2.2))  # The archive and its unpacked members.
       download(urls, archive, source.digests, what=source.path, progress=progress,
                timeout=timeout, fix=fixes(source))
+    for stale in target.parent.glob(f".{target.name}.extract-*"):  # Left by a killed process.
+      shutil.rmtree(stale, ignore_errors=True)
     print(f"Extracting {source.name} to {target}", file=sys.stderr)
     try:
       extract_archive(archive, target, strip=source.archive.strip, include=source.archive.include,

@@ -24,7 +24,6 @@ import numpy as np
 import optax
 
 from playbook.data.images import read_rgb
-from playbook.data.paths import DataError
 from playbook.models import vgg
 from playbook.run import plots
 from playbook.stylize import colors, images
@@ -164,18 +163,11 @@ def stylize(config: ml_collections.ConfigDict, params, content: np.ndarray, styl
 
 
 def load_backbone_params(config: ml_collections.ConfigDict):
-  """The frozen backbone's ImageNet weights (a DataError says where they were looked for)."""
+  """The frozen backbone's ImageNet weights: from the data root, Keras's cache or fetched into
+  ours (a DataError says where they were looked for)."""
   from playbook.weights import load_vgg  # h5py is only needed here.
-  from playbook.weights.vgg import keras_filename
-  depth = config.backbone.depth
-  path = None
-  if config.data.dir:  # An explicit data folder: look there only.
-    path = Path(config.data.dir).expanduser() / "weights" / keras_filename(depth, False)
-    if not path.is_file():
-      raise DataError(f"Missing backbone weights {path}. Put Keras's "
-                      f"{keras_filename(depth, False)} there (see weights/SOURCE.md in the data "
-                      "folder), or point --data_dir at a folder that has it.")
-  return load_vgg(depth, expected_sha256=config.backbone.expected_sha256 or None, path=path)
+  return load_vgg(config.backbone.depth, expected_sha256=config.backbone.expected_sha256 or None,
+                  data_dir=config.data.dir or None)
 
 
 def stylize_files(config: ml_collections.ConfigDict, content_path, style_path, *,

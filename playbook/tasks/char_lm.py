@@ -42,7 +42,7 @@ def base_config(study: str = "char_lstm") -> ml_collections.ConfigDict:
 
   config.data = ml_collections.ConfigDict()
   config.data.path = ""          # Any UTF-8 text file; empty: the verified anna.txt.
-  config.data.dir = ""           # Empty: $PLAYBOOK_DATA_DIR. --data_dir sets it.
+  config.data.dir = ""  # Empty: $PLAYBOOK_DATA_DIR, else ~/.cache/playbook. --data_dir sets it.
   config.data.val_fraction = 0.1  # The last 10 % of the text, by position.
   config.data.seq_len = 100      # Truncated BPTT window.
   config.data.max_chars = ml_collections.config_dict.placeholder(int)  # First N chars (quick).

@@ -38,8 +38,6 @@ from playbook.train.state import InitFn
 from playbook.train.steps import LossFn, TrainStep
 
 DATASETS = {"mnist": mnist.load, "fashion_mnist": mnist.load, "cifar10": cifar10.load}
-# Which copy of the data each source is: every results.json says it.
-DATA_COPIES = {"cifar10": cifar10.COPIES}
 # Published per-pixel statistics on 0..1 of each training set (used to standardise inputs).
 PIXEL_STATS = {"mnist": (0.1307, 0.3081), "fashion_mnist": (0.2860, 0.3530),
                # Per channel (R, G, B) of the official CIFAR-10 training set.
@@ -68,8 +66,10 @@ def base_config(*, study: str, data: str, hidden: tuple[int, ...] = (),
 
   config.data = ml_collections.ConfigDict()
   config.data.name = data
-  config.data.source = "files"  # 'files' (the data root) or 'tfds' (online).
-  config.data.dir = ""          # Empty: the default data root. --data_dir sets it.
+  # 'auto': the data root's files (CIFAR-10: the official batches, else an image-folder copy
+  # there), fetched into the cache when absent; 'official' / 'files' force one; 'tfds' (online).
+  config.data.source = "auto"
+  config.data.dir = ""  # Empty: $PLAYBOOK_DATA_DIR, else ~/.cache/playbook. --data_dir sets it.
   config.data.val_size = 5000   # Held out from the training set for early stopping / "best".
   config.data.split_seed = 0
   config.data.train_limit = ml_collections.config_dict.placeholder(int)  # For quick runs.
@@ -139,7 +139,7 @@ def validate(config: ml_collections.ConfigDict, optim_rules: dict = OPTIM_RULES)
   """Refuses, before anything is written, a value the classifier pipeline cannot take."""
   schema.check(config, schema.TRAINING, {
       "data.name": schema.one_of(*DATASETS), "data.val_size": schema.POSITIVE_INT,
-      "model.name": schema.one_of(*models.REGISTRY), "model.hidden": schema.WIDTHS,
+      "model.name": schema.one_of(*models.REGISTRY), "model.hidden": schema.WIDTH_OR_WIDTHS,
       "model.widths": schema.WIDTHS, "model.conv_dropout": schema.FRACTION,
       "augment.max_shift": schema.NON_NEGATIVE_INT, "augment.flip_lr": schema.BOOL,
       "train.best_metric": schema.one_of("accuracy", "xent", "loss"),
@@ -151,7 +151,9 @@ def validate(config: ml_collections.ConfigDict, optim_rules: dict = OPTIM_RULES)
 
 def data_copy(cfg: ml_collections.ConfigDict) -> str:
   """Which copy of the data ``cfg`` reads, e.g. the LOSSY JPEG copy of CIFAR-10."""
-  return DATA_COPIES.get(cfg.name, {}).get(cfg.source, f"{cfg.name} ({cfg.source})")
+  if cfg.name == "cifar10":
+    return cifar10.describe(cfg)
+  return f"{cfg.name} ({'files' if cfg.source == 'auto' else cfg.source})"
 
 
 def make_preprocess(cfg: ml_collections.ConfigDict):

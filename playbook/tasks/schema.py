@@ -36,6 +36,8 @@ OPTIONAL_POSITIVE_INT: Rule = (lambda v: v is None or (_integer(v) and v > 0),
                                "an integer > 0, or None")
 WIDTHS: Rule = (lambda v: isinstance(v, (tuple, list)) and all(_integer(w) and w > 0 for w in v),
                 "a tuple of integers > 0, e.g. (512, 512)")
+WIDTH_OR_WIDTHS: Rule = (lambda v: POSITIVE_INT[0](v) or WIDTHS[0](v),
+                         "an integer > 0 (one layer) or a tuple of them, e.g. (512, 512)")
 
 
 def one_of(*choices) -> Rule:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import ml_collections
 
-from playbook.data.paths import data_root
+from playbook.data import fetch
 from playbook.run import rundir
 from playbook.stylize import optimize
 from playbook.tasks import ConfigError, schema
@@ -28,7 +28,8 @@ def base_config(study: str = "style_transfer") -> ml_collections.ConfigDict:
   config.progress = True
 
   config.data = ml_collections.ConfigDict()
-  config.data.dir = ""  # Empty: $PLAYBOOK_DATA_DIR. Relative image paths are read from here.
+  config.data.dir = ""  # Empty: $PLAYBOOK_DATA_DIR, else ~/.cache/playbook. Image paths are
+                        # relative to it.
   config.content = "style/tubingen.jpg"
   config.style = "style/starry_night.jpg"
 
@@ -99,9 +100,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
 
 
 def image_path(config: ml_collections.ConfigDict, name: str) -> Path:
-  """``name`` as given when absolute, else relative to the data root."""
+  """``name`` as given when absolute, else relative to the data root (a registered image, such as
+  the staged examples, is fetched and verified on first use)."""
   path = Path(name).expanduser()
-  return path if path.is_absolute() else data_root(config.data.dir or None) / path
+  return path if path.is_absolute() else fetch.data_file(name, config.data.dir or None)
 
 
 def train(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:

@@ -49,7 +49,7 @@ def base_config(study: str = "cats_dogs") -> ml_collections.ConfigDict:
 
   config.data = ml_collections.ConfigDict()
   config.data.name = "cats_and_dogs"
-  config.data.dir = ""           # Empty: $PLAYBOOK_DATA_DIR.
+  config.data.dir = ""  # Empty: $PLAYBOOK_DATA_DIR, else ~/.cache/playbook.
   config.data.select_size = 400  # Training images held out for model selection.
   config.data.split_seed = 0
   config.data.train_limit = ml_collections.config_dict.placeholder(int)  # Quick runs only.

@@ -116,7 +116,7 @@ def _expect(params, name, kernel_shape, source):
 
 
 def load_vgg(depth: int = 16, include_top: bool = False, *, expected_sha256: str | None = None,
-             verify: bool = True, path: str | Path | None = None) -> dict:
+             verify: bool = True, path: str | Path | None = None, data_dir=None) -> dict:
   """Locates, reads and verifies the ImageNet VGG weights; returns the ``params`` collection.
 
   Use as ``VGG(depth).apply({"params": load_vgg(depth)}, vgg.preprocess(rgb))``. ``path`` skips
@@ -130,7 +130,7 @@ def load_vgg(depth: int = 16, include_top: bool = False, *, expected_sha256: str
         "expected_sha256= (the playbook.weights.tensor_sha256 of a copy you trust) or "
         "verify=False to use it unverified.")
   if path is None:
-    path = locate(filename, where_to_get=(
+    path = locate(filename, data_dir=data_dir, where_to_get=(
         f"{KERAS_URL.format(depth=depth, file=filename)} (the file "
         f"keras.applications.VGG{depth}(weights='imagenet') downloads)"))
   path = Path(path)
