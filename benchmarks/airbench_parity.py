@@ -39,9 +39,10 @@ import jax.numpy as jnp  # noqa: E402
 import optax  # noqa: E402
 
 from experiments import cifar10_fast  # noqa: E402
-from playbook.tasks import classify  # noqa: E402
+from playbook import models  # noqa: E402
 from playbook.data import cifar10  # noqa: E402
 from playbook.models import resnet_fast  # noqa: E402
+from playbook.tasks import classify  # noqa: E402
 from playbook.train.freeze import frozen, path_name  # noqa: E402
 from playbook.train.losses import classification_loss  # noqa: E402
 from playbook.train.optim import make_optimizer  # noqa: E402
@@ -121,7 +122,7 @@ def run(args) -> dict:
   labels = np.asarray(data.train.y[:batch * args.steps])
   if args.dither:
     images = images + np.random.default_rng(0).uniform(size=images.shape).astype(np.float32)
-  model = classify.build_model(config.model, 10)
+  model = models.build(config.model, 10)
   model = model.clone(tta_flip=False)
   variables = model.init(jax.random.PRNGKey(0), jnp.zeros((1, 32, 32, 3)), train=False)
   params = resnet_fast.with_whitening(

@@ -1,6 +1,6 @@
 """Training-step throughput of the CIFAR-10 nets: JAX (the trainer's own epoch) vs PyTorch peers.
 
-    PLAYBOOK_DATA_DIR=/work/shared/data .venv/bin/python -m benchmarks.cifar_throughput
+    PLAYBOOK_DATA_DIR=/path/to/data .venv/bin/python -m benchmarks.cifar_throughput
     # -> benchmarks/results/cifar_throughput.json
 
 Columns, per model (``experiments/cifar10_cnn.py``'s seed CNN, ``cifar10_fast.py``'s
@@ -15,27 +15,25 @@ airbench-style net), at ``--batch_size`` (128):
 * ``torch``: a PyTorch 2.13 peer of the same architecture, optimiser and loss (eager, default
   threads, NCHW), indexing shuffled uint8 batches from memory and standardising them per step.
 
-Augmentation is off on both sides (the step, not the data pipeline, is compared). The timing
-machinery (quiet gating on a shared machine, interleaved rotating rounds, medians) is
-``benchmarks/train_throughput.py``'s. XLA flags are process-wide: compare them by running this
-script under different ``XLA_FLAGS`` (the JSON records them).
+Augmentation is off on both sides (the step, not the data pipeline, is compared). The JAX side
+is ``benchmarks/jax_epoch.py``'s ``JaxModel``; the timing machinery (quiet gating on a shared
+machine, interleaved rotating rounds, medians) is ``benchmarks/harness.py``'s. XLA flags are
+process-wide: compare them by running this script under different ``XLA_FLAGS`` (the JSON
+records them).
 """
 
 from __future__ import annotations
 
 import argparse
-import functools
 import importlib
-import json
 import os
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
-from benchmarks.train_throughput import (JaxModel, Machine, environment, quiet_count,
-                                         run_jax_scan, summarise)
+from benchmarks import harness
+from benchmarks.harness import Machine, positive_int, summarise, timed_rounds
+from benchmarks.jax_epoch import JaxModel, run_jax_scan
 from playbook.data import cifar10
 
 MODELS = {"seed_cnn": "cifar10_cnn", "fast_resnet": "cifar10_fast"}
@@ -47,7 +45,7 @@ def parse_args(argv=None):
   p.add_argument("--columns", default="jax_fast,jax_xla,torch")
   p.add_argument("--batch_size", type=int, default=128)
   p.add_argument("--steps", default="20,4", help="Steps per timed call, one per model.")
-  p.add_argument("--repeats", type=int, default=5)
+  p.add_argument("--repeats", type=positive_int, default=5)
   p.add_argument("--max_rounds", type=int, default=0, help="Default: 2 * repeats.")
   p.add_argument("--quiet", type=float, default=0.2)
   p.add_argument("--max_wait", type=float, default=10.0)
@@ -150,14 +148,14 @@ def main(argv=None) -> dict:
     config.data.source = args.source
     data = cifar10.load(config.data).train
     n = step_counts[name] * bs
-    cell = {"name": name, "steps": step_counts[name], "samples": {c: [] for c in columns},
-            "compile_seconds": {}, "live": {}, "fns": {}}
+    cell = {"name": name, "steps": step_counts[name], "compile_seconds": {}, "live": {},
+            "fns": {}}
     for column in columns:
       t0 = time.perf_counter()
       if column == "torch":
         peer = TorchPeer(name, config, data.x[:n], data.y[:n])
-        peer.run_epoch(bs, 2)
-        cell["fns"][column] = functools.partial(peer.run_epoch, bs, step_counts[name])
+        peer.run_epoch(bs, min(2, step_counts[name]))  # Warm-up.
+        cell["fns"][column] = lambda _round, peer=peer, n=step_counts[name]: peer.run_epoch(bs, n)
       else:
         cfg = config.copy_and_resolve_references()
         cfg.model.fast_conv = column == "jax_fast"
@@ -166,9 +164,8 @@ def main(argv=None) -> dict:
         epoch_fn = jm.epoch_fn(bs, rows.num_examples)
         cell["live"][column] = run_jax_scan(epoch_fn, jm.state(bs), rows.arrays, 0)
 
-        def call(column=column, epoch_fn=epoch_fn, arrays=rows.arrays, box=[0]):
-          box[0] += 1
-          cell["live"][column] = run_jax_scan(epoch_fn, cell["live"][column], arrays, box[0])
+        def call(epoch, column=column, epoch_fn=epoch_fn, arrays=rows.arrays, live=cell["live"]):
+          live[column] = run_jax_scan(epoch_fn, live[column], arrays, epoch)
 
         cell["fns"][column] = call
       cell["compile_seconds"][column] = time.perf_counter() - t0
@@ -176,26 +173,14 @@ def main(argv=None) -> dict:
                                           cell["compile_seconds"].items()), flush=True)
     cells.append(cell)
 
-  for r in range(args.max_rounds or 2 * args.repeats):
-    pending = 0
-    for cell in cells:
-      for column in columns[r % len(columns):] + columns[:r % len(columns)]:  # Rotating order.
-        samples = cell["samples"][column]
-        if quiet_count(samples, args.quiet) >= args.repeats or (
-            samples and time.perf_counter() > deadline):
-          continue
-        pending += 1
-        samples.append(machine.time(cell["fns"][column]))
-    print(f"round {r + 1}: {pending} calls ({time.perf_counter() - started:.0f} s)", flush=True)
-    if not pending:
-      break
-
+  all_samples = timed_rounds(machine, [cell["fns"] for cell in cells], repeats=args.repeats,
+                             max_rounds=args.max_rounds or 2 * args.repeats, deadline=deadline)
   results = {}
-  for cell in cells:
+  for cell, samples in zip(cells, all_samples):
     row = {"steps_per_call": cell["steps"], "compile_and_first_call_seconds":
            cell["compile_seconds"]}
-    for column, samples in cell["samples"].items():
-      s = summarise(samples, cell["steps"], args.quiet)
+    for column, column_samples in samples.items():
+      s = summarise(column_samples, cell["steps"], args.quiet)
       s["steps_per_s"], s["best_steps_per_s"] = s.pop("per_s"), s.pop("best_per_s")
       row[column] = s
     if "torch" in row:
@@ -204,9 +189,8 @@ def main(argv=None) -> dict:
           row[f"ratio_{column}_over_torch"] = (row[column]["steps_per_s"]
                                                / row["torch"]["steps_per_s"])
           # Ratio of calls made back to back in the same round: robust to slow drifts in load.
-          pairs = [a[0] and b[0] and b[0] / a[0] for a, b in
-                   zip(cell["samples"][column], cell["samples"]["torch"])]
-          row[f"ratio_{column}_over_torch_paired_median"] = float(np.median(pairs))
+          pairs = [b[0] / a[0] for a, b in zip(samples[column], samples["torch"])]
+          row[f"ratio_{column}_over_torch_paired_median"] = harness.median(pairs)
     results[cell["name"]] = row
     print(f"{cell['name']:12s} batch {bs}: " + ", ".join(
         f"{c} {row[c]['steps_per_s']:.2f}" for c in columns) + " steps/s; " + ", ".join(
@@ -220,18 +204,16 @@ def main(argv=None) -> dict:
     bar = {"criterion": f"seed CNN at batch {bs}: jax_fast >= 1.5x torch", "ratio": ratio,
            "met": bool(ratio >= 1.5)}
   out = {
-      "command": " ".join([os.path.relpath(sys.executable), "-m", "benchmarks.cifar_throughput",
-                           *(sys.argv[1:] if argv is None else argv)]),
+      "command": harness.command("benchmarks.cifar_throughput", argv),
       "data": cifar10.COPIES[args.source],
-      "environment": environment(),
+      "environment": harness.environment(),
       "load_average_before": load_before, "load_average_after": os.getloadavg(),
       "seconds_waiting_for_quiet": machine.waited,
       "total_seconds": time.perf_counter() - started,
       "settings": vars(args),
       "results": results, "bar": bar,
   }
-  Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-  Path(args.out).write_text(json.dumps(out, indent=1))
+  harness.write_json(args.out, out)
   print(f"bar: {bar}; wrote {args.out}", flush=True)
   return out
 

@@ -5,8 +5,8 @@
 For the style-transfer speed analysis (README, "Speed against PyTorch"): the forward convolution
 and forward + gradient to the input (what style transfer runs per layer), on the feature-map
 shapes of VGG16 at 192x256, batch 1, NHWC for JAX and NCHW for PyTorch. Median of 5 calls each,
-each timed once the machine is quiet (``train_throughput.Machine``; median of all calls when none
-was).
+each timed once the machine is quiet (``harness.Machine``, ``harness.median_seconds``; median of
+all calls when none was).
 """
 
 from __future__ import annotations
@@ -15,15 +15,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from benchmarks.train_throughput import Machine, summarise
+from benchmarks.harness import Machine, median_seconds
 from playbook.models.fast_conv import xla_conv
 
 SHAPES = ((192, 256, 64, 64), (96, 128, 128, 128), (48, 64, 256, 256), (24, 32, 512, 512))
-
-
-def median_seconds(machine: Machine, call, repeats: int = 5) -> float:
-  call()  # Compile / warm up.
-  return 1.0 / summarise([machine.time(call) for _ in range(repeats)], 1.0, machine.quiet)["per_s"]
 
 
 def main():

@@ -1,12 +1,12 @@
 """Inference latency of each exported model in each runtime on this CPU, against JAX-jit.
 
     python -m launch.export --workdir=runs/mnist_mlp --quantize=none,dynamic,int8   # per model
-    PLAYBOOK_DATA_DIR=/work/shared/data python -m benchmarks.export_latency \
+    PLAYBOOK_DATA_DIR=/path/to/data python -m benchmarks.export_latency \
         --workdirs=runs/mnist_dense,runs/mnist_mlp,runs/fashion_mlp
     # -> benchmarks/results/export_latency.json and a markdown table on stdout
 
 For each run it reads ``DIR/export/`` (made by ``launch.export``) and the run's own JAX function
-(``pipeline.load_exportable``: the best checkpoint, eval mode), then times, on the real test
+(``playbook.tasks.exportable``: the best checkpoint, eval mode), then times, on the real test
 inputs of the export's parity batch (images; for the character LSTM one step of token and state):
 
 * ``batch 1``: one call with one example (per-example latency, what an app pays per request);
@@ -26,7 +26,7 @@ with one thread per runtime, what the call costs a core, nearly independent of t
 wall time. Each timed sample is ``--calls`` calls in a row (after a warm-up), every round runs
 every (runtime, batch) once in a rotating order, and figures are medians over ``--rounds``
 rounds, with the other processes' CPU use during each sample in the JSON
-(``benchmarks.train_throughput.Machine``) and the load average at start and end.
+(``benchmarks.harness.Machine``) and the load average at start and end.
 """
 
 from __future__ import annotations
@@ -35,7 +35,6 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -47,9 +46,10 @@ if "--threads=1" in sys.argv or not any(a.startswith("--threads") for a in sys.a
                              "false intra_op_parallelism_threads=1").strip()
 
 import jax  # noqa: E402
-import numpy as np  # noqa: E402
 
-from benchmarks.train_throughput import Machine, median  # noqa: E402
+from benchmarks import harness  # noqa: E402
+from benchmarks.harness import Machine, median, positive_int  # noqa: E402
+from playbook import tasks  # noqa: E402
 from playbook.export import pipeline  # noqa: E402
 from playbook.export.tf_cpu import tensorflow  # noqa: E402
 
@@ -62,8 +62,8 @@ RUNTIME_OF = {"saved_model": "tf_saved_model", "tflite_float32": "litert_float32
 def parse_args(argv=None) -> argparse.Namespace:
   p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   p.add_argument("--workdirs", default="runs/mnist_dense,runs/mnist_mlp,runs/fashion_mlp")
-  p.add_argument("--rounds", type=int, default=9)
-  p.add_argument("--calls", type=int, default=50, help="Calls per timed sample.")
+  p.add_argument("--rounds", type=positive_int, default=9)
+  p.add_argument("--calls", type=positive_int, default=50, help="Calls per timed sample.")
   p.add_argument("--threads", type=int, default=1)
   p.add_argument("--quiet", type=float, default=0.2, help="Cores others may use in a quiet call.")
   p.add_argument("--max_wait", type=float, default=1.0, help="Seconds to wait for quiet.")
@@ -134,8 +134,7 @@ def main(argv=None) -> dict:
     print(f"{exportable.name}: done", file=sys.stderr)
   result["load_average_end"] = load_average()
   result["environment"] = environment(args.threads)
-  Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-  Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+  harness.write_json(args.out, result)
   print(table(result))
   return result
 
@@ -144,12 +143,9 @@ def environment(threads: int) -> dict:
   import ai_edge_litert
   import onnxruntime
   import tensorflow as tf
-  cpu = next((line.split(":", 1)[1].strip() for line in
-              Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")), "")
-  return {"cpu_model": cpu, "cpu_count": os.cpu_count(), "threads": threads,
-          "python": platform.python_version(), "jax": jax.__version__,
-          "tensorflow": tf.__version__, "onnxruntime": onnxruntime.__version__,
-          "ai_edge_litert": getattr(ai_edge_litert, "__version__", "2.3.0")}
+  return harness.environment(threads=threads, tensorflow=tf.__version__,
+                             onnxruntime=onnxruntime.__version__,
+                             ai_edge_litert=getattr(ai_edge_litert, "__version__", "2.3.0"))
 
 
 def table(result: dict) -> str:

@@ -1,7 +1,7 @@
 """Real-image sanity check of the imported EfficientNet-Lite0: does its own ImageNet classifier
 put the cats vs dogs validation images in the right species group?
 
-    PLAYBOOK_DATA_DIR=/work/shared/data .venv/bin/python -m benchmarks.lite0_species \
+    PLAYBOOK_DATA_DIR=/path/to/data .venv/bin/python -m benchmarks.lite0_species \
         [--cache_dir=runs/cats_dogs_lite0_frozen/features/test]
     # -> benchmarks/results/lite0_species.json
 
@@ -19,17 +19,17 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import functools
-import json
 import os
 import time
 from pathlib import Path
 
 import numpy as np
 
-from playbook import rundir, transfer
-from playbook.models import efficientnet_lite
-from playbook.models.efficientnet_lite import MEAN_RGB, STD_RGB
+from benchmarks import harness
 from playbook.data.image_folder import image_folder_split
+from playbook.models import efficientnet_lite, transfer
+from playbook.models.efficientnet_lite import MEAN_RGB, STD_RGB
+from playbook.tasks.transfer import subsample
 from playbook.weights import load_efficientnet_lite0
 
 GROUPS = {"cats": range(281, 286), "dogs": range(151, 269)}
@@ -55,9 +55,11 @@ def main():
   parser.add_argument("--flip", action="store_true",
                       help="test-time augmentation: average the logits of each image and its "
                            "mirror image")
+  parser.add_argument("--limit", type=harness.positive_int, default=None,
+                      help="only this many images (a fixed shuffle of both classes): smoke runs")
   args = parser.parse_args()
   start = time.perf_counter()
-  split = image_folder_split("validation")
+  split = subsample(image_folder_split("validation"), args.limit, seed=0)
   backbone = transfer.get_backbone("efficientnet_lite0")
   variables = transfer.pretrained_variables(backbone.name)
   if args.normalization != "imagenet":
@@ -90,10 +92,10 @@ def main():
       "fraction_in_right_group": right / len(split), "in_right_group": right,
       "images": len(split), "bar": 0.90, "per_class": per_class,
       "wall_seconds": time.perf_counter() - start,
-      "load_average_1min": os.getloadavg()[0], "environment": rundir.environment(),
+      "load_average_1min": os.getloadavg()[0], "environment": harness.environment(),
+      "command": harness.command("benchmarks.lite0_species"),
   }
-  Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-  Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
+  harness.write_json(args.out, results)
   print(f"Lite0 ImageNet head: {right}/{len(split)} = {right / len(split):.1%} of validation "
         f"images in the right species group; {args.out}")
 

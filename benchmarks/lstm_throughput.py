@@ -1,6 +1,6 @@
 """Char-LSTM training throughput (tokens/s): the trainer's JAX path vs PyTorch ``nn.LSTM``.
 
-    PLAYBOOK_DATA_DIR=/work/shared/data python -m benchmarks.lstm_throughput
+    PLAYBOOK_DATA_DIR=/path/to/data python -m benchmarks.lstm_throughput
     # -> benchmarks/results/lstm_throughput.json
 
 Both sides train the same network on the same real Anna Karenina streams (2 layers x 512, dropout
@@ -8,16 +8,16 @@ Both sides train the same network on the same real Anna Karenina streams (2 laye
 state carried from batch to batch), Adam with gradient clipping at global norm 5:
 
 * ``jax_unroll<k>``: the trainer's path: ``loop.make_train_epoch(shuffle=False,
-  carry_state=True)``, what ``fit`` runs for ``experiments/char_lstm.py``, with the model, loss
-  and optimiser made by ``playbook.char_lm`` (``lax.scan`` LSTM, input projections hoisted out of
-  the scan, the four gates in one matmul) and ``lax.scan(unroll=k)``. One timed call is one
-  "epoch" of ``--steps`` steps.
+  carry_state=True)``, what ``fit`` runs for ``experiments/char_lstm.py``, with the model
+  (``models.build``), loss and optimiser of ``playbook.tasks.char_lm`` (``lax.scan`` LSTM, input
+  projections hoisted out of the scan, the four gates in one matmul) and
+  ``lax.scan(unroll=k)``. One timed call is one "epoch" of ``--steps`` steps.
 * ``torch``: ``nn.LSTM(83, 512, num_layers=2, dropout=0.5, batch_first=True)`` on one-hot inputs
   (the seed notebook's model), ``nn.Dropout(0.5)``, ``nn.Linear(512, 83)``, ``torch.optim.Adam``,
   ``clip_grad_norm_(5)``, the hidden state detached between batches; eager, default threads.
 
-Calls are interleaved in a rotating order, each after waiting for a quiet machine (the Machine of
-``benchmarks/train_throughput.py``); figures are medians of quiet calls (else of all calls). Also
+Calls are interleaved in a rotating order, each after waiting for a quiet machine
+(``benchmarks/harness.py``); figures are medians of quiet calls (else of all calls). Also
 measured: the sampler's characters/s (``char_lm.make_sampler``: the prime, then a ``lax.scan`` of
 ``CharLSTM.step``), this machine's fp32 matmul peak, and the training FLOPs per token, to say how
 close to the roofline each side runs.
@@ -26,19 +26,17 @@ close to the roofline each side runs.
 from __future__ import annotations
 
 import argparse
-import json
-import sys
-import time
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from benchmarks.train_throughput import (Machine, environment, ints, matmul_roofline, median,
-                                         summarise)
+from benchmarks import harness
+from benchmarks.harness import (Machine, ints, matmul_roofline, median, positive_int, summarise,
+                                timed_rounds)
 from experiments.char_lstm import get_config
-from playbook import char_lm, parallel
+from playbook import models, parallel
+from playbook.tasks import char_lm
 from playbook.train import loop, steps
 
 
@@ -46,7 +44,7 @@ def parse_args(argv=None) -> argparse.Namespace:
   p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   p.add_argument("--unrolls", default="1,4", help="lax.scan unroll factors to time.")
   p.add_argument("--steps", type=int, default=3, help="Training steps per timed call.")
-  p.add_argument("--repeats", type=int, default=5, help="Timed calls per column.")
+  p.add_argument("--repeats", type=positive_int, default=5, help="Timed calls per column.")
   p.add_argument("--quiet", type=float, default=0.2,
                  help="Cores other processes may use for a call to count as quiet.")
   p.add_argument("--max_wait", type=float, default=10.0,
@@ -72,20 +70,20 @@ class JaxSide:
 
   def __init__(self, config, vocab_size: int, train: dict, num_steps: int):
     self.mesh = parallel.make_mesh(config.parallel.fsdp)
-    model = char_lm.build_model(config.model, vocab_size)
+    model = models.build(config.model, vocab_size)
     batch_size, seq_len = config.train.batch_size, config.data.seq_len
     rows = num_steps * batch_size
     self.data = parallel.shard_rows({k: v[:rows] for k, v in train.items()}, self.mesh)
     tx = char_lm.make_tx(config, num_steps)
     self.state = loop.init_states(char_lm.make_init_fn(model, batch_size, seq_len), tx,
                                   config.seed, 1, self.mesh)
-    self.fn = loop.make_train_epoch(self.state, train_step=steps.make_train_step(char_lm.lm_loss(model)),
-                                    batch_size=batch_size, num_examples=rows, mesh=self.mesh,
-                                    shuffle=False, carry_state=True)
+    self.fn = loop.make_train_epoch(
+        self.state, train_step=steps.make_train_step(char_lm.lm_loss(model)),
+        batch_size=batch_size, num_examples=rows, mesh=self.mesh, shuffle=False, carry_state=True)
     self.epoch = 0
     self()  # Compile.
 
-  def __call__(self):
+  def __call__(self, _round=None):
     self.state, metrics = self.fn(self.state, self.data.arrays, self.epoch)
     jax.block_until_ready((self.state, metrics))
     self.epoch += 1
@@ -123,7 +121,7 @@ class TorchSide:
     self.zeros = lambda: tuple(torch.zeros(m.num_layers, b, m.hidden) for _ in range(2))
     self()  # Warm-up.
 
-  def __call__(self):
+  def __call__(self, _round=None):
     torch, F = self.torch, self.torch.nn.functional
     hidden = self.zeros()
     for x, y in zip(self.x, self.y):
@@ -139,7 +137,7 @@ class TorchSide:
 def main(argv=None) -> dict:
   args = parse_args(argv)
   config = get_config()
-  vocab, train, _ = char_lm.prepare_data(config)
+  vocab, train, _, _ = char_lm.prepare_data(config)
   tokens_per_call = args.steps * config.train.batch_size * config.data.seq_len
   machine = Machine(args.quiet, args.max_wait)
 
@@ -149,13 +147,10 @@ def main(argv=None) -> dict:
     sides[f"jax_unroll{unroll}"] = JaxSide(config, len(vocab), train, args.steps)
   sides["torch"] = TorchSide(config, len(vocab), train, args.steps)
 
-  samples = {name: [] for name in sides}
   names = list(sides)
-  for r in range(args.repeats):
-    for name in names[r % len(names):] + names[:r % len(names)]:  # Rotating order.
-      samples[name].append(machine.time(sides[name]))
-    print(f"round {r + 1}: " + ", ".join(
-        f"{n} {tokens_per_call / samples[n][-1][0]:.0f} tok/s" for n in names), flush=True)
+  # Every column once per round (rotating order), exactly --repeats rounds: the per-round ratios
+  # pair calls made back to back.
+  samples, = timed_rounds(machine, [sides], repeats=args.repeats, max_rounds=args.repeats)
 
   columns = {n: summarise(s, tokens_per_call, args.quiet) for n, s in samples.items()}
   # Per-round ratios against the torch call of the same round, then their median.
@@ -163,7 +158,7 @@ def main(argv=None) -> dict:
             for n in names if n != "torch"}
 
   config.model.unroll = 1
-  model = char_lm.build_model(config.model, len(vocab))
+  model = models.build(config.model, len(vocab))
   params = sides["jax_unroll1"].state.params
   sampler = char_lm.make_sampler(model, length=args.sample_length, temperature=0.8, top_k=5)
   prime = jnp.asarray(vocab.encode("Anna"))
@@ -193,12 +188,10 @@ def main(argv=None) -> dict:
       "fraction_of_matmul_peak": {n: columns[n]["per_s"] * flops / peak for n in names},
       "matmul_roofline": roofline,
       "machine_waited_s": machine.waited,
-      "command": "python -m benchmarks.lstm_throughput " + " ".join(sys.argv[1:]),
-      "environment": environment(),
+      "command": harness.command("benchmarks.lstm_throughput", argv),
+      "environment": harness.environment(),
   }
-  out = Path(args.out)
-  out.parent.mkdir(parents=True, exist_ok=True)
-  out.write_text(json.dumps(result, indent=2) + "\n")
+  out = harness.write_json(args.out, result)
   for n in names:
     print(f"{n}: {columns[n]['per_s']:.0f} tok/s ({columns[n]['quiet_calls']}/{args.repeats} "
           f"quiet), {100 * result['fraction_of_matmul_peak'][n]:.0f} % of the matmul peak"

@@ -3,27 +3,17 @@
     .venv/bin/python -m benchmarks.pool_gradient_probe
 
 Same values; on this CPU XLA lowers ``nn.max_pool``'s gradient to select-and-scatter, the
-reshape version to a compare and a broadcast (see benchmarks/README.md for the figures).
+reshape version to a compare and a broadcast (see benchmarks/README.md for the figures). Median
+of 5 calls after a warm-up, each once the machine is quiet (``harness.median_seconds``).
 """
 
 from __future__ import annotations
 
-import time
-
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import numpy as np
 
-
-def median_ms(fn, *args, repeats: int = 5) -> float:
-  jax.block_until_ready(fn(*args))  # Compile.
-  times = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    jax.block_until_ready(fn(*args))
-    times.append(time.perf_counter() - start)
-  return float(np.median(times)) * 1e3
+from benchmarks.harness import Machine, median_seconds
 
 
 def pool_by_reshape(x):
@@ -33,12 +23,14 @@ def pool_by_reshape(x):
 
 
 def main():
+  machine = Machine(quiet=0.2, max_wait=10.0)
   x = jax.random.normal(jax.random.PRNGKey(0), (128, 30, 30, 32))
   pools = {"nn.max_pool": lambda x: nn.max_pool(x, window_shape=(2, 2), strides=(2, 2)),
            "reshape_max": pool_by_reshape}
   for name, pool in pools.items():
     grad = jax.jit(jax.grad(lambda x, pool=pool: jnp.sum(pool(x) ** 2)))
-    print(f"{name}: gradient {median_ms(grad, x):.1f} ms", flush=True)
+    ms = 1e3 * median_seconds(machine, lambda grad=grad: jax.block_until_ready(grad(x)))
+    print(f"{name}: gradient {ms:.1f} ms", flush=True)
 
 
 if __name__ == "__main__":

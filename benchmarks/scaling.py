@@ -1,6 +1,6 @@
 """Throughput of the trainer's epoch at 1, 2, 4 and 8 devices, at the same global batch size.
 
-    PLAYBOOK_DATA_DIR=/work/shared/data .venv/bin/python -m benchmarks.scaling
+    PLAYBOOK_DATA_DIR=/path/to/data .venv/bin/python -m benchmarks.scaling
     # -> benchmarks/results/scaling_cpu.json (on a GPU host: --platform=gpu --devices=1,2,4,8,
     #    which uses the real GPUs and writes scaling_gpu.json)
 
@@ -21,15 +21,15 @@ every timing ends in ``jax.block_until_ready``, the figure is the median of ``--
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
-import platform
-import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from benchmarks import harness
+from benchmarks.harness import ints, positive_int
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -44,7 +44,7 @@ def parse_args(argv=None) -> argparse.Namespace:
   p.add_argument("--steps", default="64,16", help="Steps per timed epoch, per batch size.")
   p.add_argument("--fsdp", default="1,-1", help="parallel.fsdp values to time: 1 = data "
                  "parallel (replicated parameters), -1 = FSDP over every device.")
-  p.add_argument("--repeats", type=int, default=5)
+  p.add_argument("--repeats", type=positive_int, default=5)
   p.add_argument("--platform", default="cpu", choices=["cpu", "gpu", "tpu"],
                  help="cpu: forced host devices; gpu/tpu: the first N real devices.")
   p.add_argument("--data_dir", default=None, help="Data root (default: $PLAYBOOK_DATA_DIR).")
@@ -52,10 +52,6 @@ def parse_args(argv=None) -> argparse.Namespace:
                  help="Default: benchmarks/results/scaling_<platform>.json.")
   p.add_argument("--worker", type=int, default=0, help=argparse.SUPPRESS)
   return p.parse_args(argv)
-
-
-def ints(text: str) -> list[int]:
-  return [int(v) for v in str(text).split(",") if v]
 
 
 # ----------------------------------------------------------------------------- one device count
@@ -66,42 +62,35 @@ def worker(args) -> dict:
   import jax
   import jax.numpy as jnp
 
-  from launch.main import load_experiment
-  from playbook import classify, compile_cache, parallel
+  from benchmarks.jax_epoch import study_config
+  from playbook import parallel
+  from playbook.run import compile_cache
+  from playbook.tasks import classify
   from playbook.train import loop, steps
-  from playbook.train.losses import classification_loss
-  from playbook.train.optim import make_optimizer
 
   compile_cache.enable()
   n = args.worker
   devices = jax.devices()[:n]
   assert len(devices) == n, f"asked for {n} devices, JAX sees {jax.devices()}"
-  config = load_experiment(str(ROOT / "experiments" / f"{args.study}.py")).get_config()
+  config = study_config(args.study)
   if args.data_dir:
     config.data.dir = args.data_dir
   data = classify.load_data(config.data)
-  model = classify.build_model(config.model, len(data.class_names))
-  loss_fn = classification_loss(model, preprocess=classify.make_preprocess(config.data),
-                                label_smoothing=config.optim.label_smoothing)
-  sample = jnp.zeros((1, *data.train.x.shape[1:]), jnp.float32)
-
-  def init_fn(rng):
-    variables = model.init(rng, sample, train=False)
-    params = variables.pop("params")
-    return params, dict(variables)
 
   rows = []
   for batch_size, num_steps in zip(ints(args.batch_sizes), ints(args.steps)):
     num_examples = batch_size * num_steps
     train = {"image": data.train.x[:num_examples], "label": data.train.y[:num_examples]}
-    tx = make_optimizer(config.optim, num_steps, config.train.num_epochs, batch_size)
+    config.train.batch_size = batch_size  # The study's learner (model, loss, optimiser) at it.
+    learner = classify.flax_learner(config, len(data.class_names), train["image"], num_steps)
+    train_step = learner.train_step or steps.make_train_step(learner.loss_fn)
     for fsdp in ints(args.fsdp):
       if fsdp == -1 and n == 1 and 1 in ints(args.fsdp):
         continue  # One device: FSDP is the same program as data parallelism.
       mesh = parallel.make_mesh(fsdp, devices=devices)
-      state = loop.init_states(init_fn, tx, 0, 1, mesh)
+      state = loop.init_states(learner.init_fn, learner.tx, 0, 1, mesh)
       on_device = parallel.shard_rows(train, mesh).arrays
-      epoch = loop.make_train_epoch(state, train_step=steps.make_train_step(loss_fn), batch_size=batch_size,
+      epoch = loop.make_train_epoch(state, train_step=train_step, batch_size=batch_size,
                                     num_examples=num_examples, mesh=mesh)
       start = time.perf_counter()
       state, metrics = epoch(state, on_device, 0)
@@ -113,7 +102,7 @@ def worker(args) -> dict:
         state, metrics = epoch(state, on_device, r + 1)
         jax.block_until_ready((state, metrics))
         times.append(time.perf_counter() - start)
-      seconds = statistics.median(times)
+      seconds = harness.median(times)
       rows.append({"devices": n, "mode": "data_parallel" if mesh.shape["fsdp"] == 1 else "fsdp",
                    "mesh": dict(mesh.shape), "global_batch_size": batch_size,
                    "per_device_batch_size": batch_size // n, "steps": num_steps,
@@ -149,7 +138,6 @@ def main(argv=None):
   if args.worker:
     print(json.dumps(worker(args)))
     return
-  import jax
   load_before = os.getloadavg()
   started = time.perf_counter()
   results = {}
@@ -163,7 +151,7 @@ def main(argv=None):
     row["efficiency_if_devices_were_independent"] = row["relative_to_1_device"] / row["devices"]
   out = {
       "benchmark": "benchmarks/scaling.py",
-      "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+      "command": harness.command("benchmarks.scaling", argv),
       "study": args.study,
       "platform": args.platform,
       "device_kind": next(iter(results.values()))["device_kind"],
@@ -175,15 +163,12 @@ def main(argv=None):
                "overhead of the partitioned program; efficiency_if_devices_were_independent is "
                "relative_to_1_device / N, what the same numbers would mean on N real devices."
                if args.platform == "cpu" else "Real devices."),
-      "host": {"cpu_count": os.cpu_count(), "machine": platform.machine(),
-               "python": platform.python_version(), "jax": jax.__version__,
-               "loadavg_before": load_before, "loadavg_after": os.getloadavg()},
+      "host": harness.environment(loadavg_before=load_before, loadavg_after=os.getloadavg()),
       "wall_seconds": time.perf_counter() - started,
       "rows": rows,
   }
-  path = Path(args.out or ROOT / "benchmarks" / "results" / f"scaling_{args.platform}.json")
-  path.parent.mkdir(parents=True, exist_ok=True)
-  path.write_text(json.dumps(out, indent=2) + "\n")
+  path = harness.write_json(
+      args.out or ROOT / "benchmarks" / "results" / f"scaling_{args.platform}.json", out)
   print(f"\n{'devices':>7} {'mode':>13} {'batch':>6} {'steps/s':>9} {'vs 1 dev':>9}")
   for r in rows:
     print(f"{r['devices']:>7} {r['mode']:>13} {r['global_batch_size']:>6} "

@@ -1,7 +1,7 @@
 """Where a classifier study's training step spends its time: a per-op profile of the trainer's
 jitted epoch (``loop.make_train_epoch``, what ``fit`` runs), from a ``jax.profiler`` trace.
 
-    PLAYBOOK_DATA_DIR=/work/shared/data .venv/bin/python -m benchmarks.step_profile \\
+    PLAYBOOK_DATA_DIR=/path/to/data .venv/bin/python -m benchmarks.step_profile \\
         --config=experiments/cifar10_cnn.py [--batch_size=128] [--steps=4] [--top=20]
 
 Prints the wall time per step of one epoch of ``--steps`` steps, then the ops (XLA thunks: fused
@@ -26,15 +26,8 @@ os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_cpu_enable_
 
 import jax  # noqa: E402  (after XLA_FLAGS: the flag must be set before the backend starts)
 
-from benchmarks.train_throughput import JaxModel, run_jax_scan  # noqa: E402
-from launch.main import load_experiment  # noqa: E402
+from benchmarks.jax_epoch import JaxModel, run_jax_scan, study_config  # noqa: E402
 from playbook.tasks import classify  # noqa: E402
-
-
-def load_config(spec: str):
-  """``experiments/<study>.py[:arg]`` -> its config, found as ``launch.main`` finds it."""
-  path, _, arg = spec.partition(":")
-  return load_experiment(path).get_config(arg)
 
 
 def op_descriptions(hlo_text: str) -> dict[str, str]:
@@ -50,13 +43,14 @@ def op_descriptions(hlo_text: str) -> dict[str, str]:
 
 def main():
   p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-  p.add_argument("--config", required=True, help="experiments/<study>.py[:quick] (a classify.run study)")
+  p.add_argument("--config", required=True,
+                 help="experiments/<study>.py[:quick] (a study of the classify task)")
   p.add_argument("--batch_size", type=int, default=0, help="Default: the config's.")
   p.add_argument("--steps", type=int, default=4)
   p.add_argument("--top", type=int, default=20)
   p.add_argument("--trace_dir", default="runs/benchmarks/step_profile")
   args = p.parse_args()
-  config = load_config(args.config)
+  config = study_config(args.config)
   config.augment.max_shift, config.augment.flip_lr = 0, False
   batch_size = args.batch_size or config.train.batch_size
   train = classify.load_data(config.data).train

@@ -3,15 +3,15 @@
     PLAYBOOK_DATA_DIR=/path/to/data python -m benchmarks.style_speed [--sizes=256,512] [--repeats=5]
 
 One iteration = the total loss (content + Gram style + TV on VGG16 activations), its gradient
-with respect to the image, and an Adam update of the image: what ``playbook.stylize`` does per
-Adam step. The PyTorch peer computes the same losses on the same network with the same ImageNet
-weights (read once by ``playbook.weights.load_vgg`` and copied into ``torch.nn.Conv2d``), the
+with respect to the image, and an Adam update of the image: what ``playbook.stylize.optimize``
+does per Adam step. The PyTorch peer computes the same losses on the same network with the same
+ImageNet weights (read once by ``playbook.weights.load_vgg`` and copied into ``torch.nn.Conv2d``), the
 backbone frozen (``requires_grad=False``), both networks truncated after the deepest layer used
-(block5_conv1). The two sides are timed alternately, several repeats, and the JSON in
-``benchmarks/results/style_speed.json`` reports iterations/s per repeat and the median ratio.
-Before timing, both sides' losses at the same image are compared (relative difference). Each
-timed call first waits for a quiet machine (``--quiet``, ``--max_wait``; the ``Machine`` of
-``benchmarks/train_throughput.py``) and records how many cores other processes used meanwhile.
+(block5_conv1). The sides are timed in rounds (rotating order, ``harness.timed_rounds``), and
+the JSON in ``benchmarks/results/style_speed.json`` reports iterations/s per round and the median
+per-round ratio. Before timing, both sides' losses at the same image are compared (relative
+difference). Each timed call first waits for a quiet machine (``--quiet``, ``--max_wait``; the
+``Machine`` of ``benchmarks/harness.py``) and records how many cores other processes used.
 
 The arithmetic is counted too (``iteration_gflop``: the forward convolutions up to the deepest
 layer used, the same again for their input gradients, and the Gram matrices with their
@@ -23,19 +23,19 @@ rate is a yardstick, not a ceiling: oneDNN's convolutions can beat it (``conv_ra
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import statistics
-import time
 from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from benchmarks.train_throughput import Machine, matmul_roofline
-from playbook import images, rundir, stylize
+from benchmarks import harness
+from benchmarks.harness import Machine, matmul_roofline, median, positive_int, timed_rounds
+from playbook.data.images import read_rgb
 from playbook.models import vgg
+from playbook.stylize import images, optimize
+from playbook.tasks import stylize
 
 RESULTS = Path(__file__).resolve().parent / "results" / "style_speed.json"
 
@@ -106,13 +106,13 @@ def torch_peer(params: dict, config, content_bgr: np.ndarray, style_bgr: np.ndar
 
 # ---------------------------------------------------------------------------- the JAX side
 def jax_side(params: dict, config, content_bgr: np.ndarray, style_bgr: np.ndarray):
-  objective = stylize.make_objective(config)
-  optimizer = stylize.make_optimizer(config.optim)
-  step_fn = stylize.make_step(objective, optimizer, lbfgs=False)
+  objective = optimize.make_objective(config)
+  optimizer = optimize.pixel_optimizer(config.optim)
+  step_fn = optimize.make_step(objective, optimizer, lbfgs=False)
   params = jax.device_put(params)
   targets = jax.jit(objective.targets)(params, jnp.asarray(content_bgr), jnp.asarray(style_bgr))
   state = {"image": jnp.array(content_bgr)}
-  state["opt"] = stylize.fresh_state(optimizer.init(state["image"]))
+  state["opt"] = optimize.fresh_state(optimizer.init(state["image"]))
 
   def step():
     state["image"], state["opt"], loss = step_fn(state["image"], state["opt"], params, targets)
@@ -145,23 +145,11 @@ def iteration_gflop(config, height: int, width: int) -> float:
   return flops / 1e9
 
 
-def iterations_per_second(machine: Machine, step, n: int, block, loads: list) -> float:
-  """Iterations/s of ``n`` calls of ``step``, timed once the machine is quiet; the cores other
-  processes used meanwhile go to ``loads``."""
-  def run():
-    for _ in range(n):
-      out = step()
-    block(out)
-  seconds, other_cores = machine.time(run)
-  loads.append(other_cores)
-  return n / seconds
-
-
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--sizes", default="256,512")
-  parser.add_argument("--repeats", type=int, default=5)
-  parser.add_argument("--steps", type=int, default=5, help="Iterations per timed repeat.")
+  parser.add_argument("--repeats", type=positive_int, default=5)
+  parser.add_argument("--steps", type=positive_int, default=5, help="Iterations per timed call.")
   parser.add_argument("--torch_threads", type=int, default=0,
                       help="torch.set_num_threads for the peer (0: PyTorch's default).")
   parser.add_argument("--torch_1thread_column", action="store_true",
@@ -178,18 +166,18 @@ def main():
   if args.torch_threads:
     torch.set_num_threads(args.torch_threads)
 
-  config = stylize.default_config()
+  config = stylize.base_config()
   config.optim.name = "adam"
   config.backbone.conv_impl = args.conv_impl
-  params = stylize.load_backbone_params(config)
+  params = optimize.load_backbone_params(config)
   data = Path(os.environ["PLAYBOOK_DATA_DIR"]) / "style"
-  content = images.load_image(data / "tubingen.jpg")
-  style = images.load_image(data / "starry_night.jpg")
+  content = read_rgb(data / "tubingen.jpg").astype(np.float32)
+  style = read_rgb(data / "starry_night.jpg").astype(np.float32)
   machine = Machine(args.quiet, args.max_wait)
   roofline = matmul_roofline(machine, [2048], max(args.repeats, 5))["2048"]
   peak = {side: roofline[side]["best_per_s"] for side in ("jax", "torch")}  # GFLOP/s, best call.
   print(f"fp32 matmul 2048x2048: JAX {peak['jax']:.1f}, PyTorch {peak['torch']:.1f} GFLOP/s")
-  rows = []
+  threads, rows = torch.get_num_threads(), []
   for size in (int(s) for s in args.sizes.split(",")):
     content_bgr = np.asarray(vgg.preprocess(images.resize(content, size)[None]))
     style_bgr = np.asarray(vgg.preprocess(images.resize(style, size)[None]))
@@ -200,54 +188,56 @@ def main():
     loss_jax, loss_torch = jax_loss(probe), torch_loss(probe)
     jax_step().block_until_ready()  # Compile, and one warm step each.
     torch_step()
-    jax_ips, torch_ips, torch1_ips, loads = [], [], [], []
-    threads = torch.get_num_threads()
-    for _ in range(args.repeats):  # Alternate the sides: all see the same machine load.
-      jax_ips.append(iterations_per_second(machine, jax_step, args.steps,
-                                           lambda o: o.block_until_ready(), loads))
-      torch_ips.append(iterations_per_second(machine, torch_step, args.steps, lambda o: None,
-                                             loads))
-      if args.torch_1thread_column:  # The peer on one thread: faster when the cores are busy.
-        torch.set_num_threads(1)
-        torch1_ips.append(iterations_per_second(machine, torch_step, args.steps, lambda o: None,
-                                                loads))
+
+    def run(step, block=lambda out: None, num_threads=None):
+      def call(_round):
+        if num_threads:
+          torch.set_num_threads(num_threads)
+        for _ in range(args.steps):
+          out = step()
+        block(out)
         torch.set_num_threads(threads)
-    ratios = [j / t for j, t in zip(jax_ips, torch_ips)]
-    row = {"size": list(content_bgr.shape[1:3]), "jax_it_per_s": jax_ips,
-           "torch_it_per_s": torch_ips, "ratio_per_repeat": ratios,
-           "median_ratio": statistics.median(ratios),
-           "other_cores_busy_per_call": [None if v is None else round(v, 3) for v in loads],
-           "quiet_calls": f"{sum(v is not None and v < args.quiet for v in loads)}/{len(loads)}",
+      return call
+
+    columns = {"jax": run(jax_step, lambda out: out.block_until_ready()), "torch": run(torch_step)}
+    if args.torch_1thread_column:  # The peer on one thread: faster when the cores are busy.
+      columns["torch_1thread"] = run(torch_step, num_threads=1)
+    samples, = timed_rounds(machine, [columns], repeats=args.repeats, max_rounds=args.repeats)
+    ips = {k: [args.steps / seconds for seconds, _ in v] for k, v in samples.items()}
+    ratios = [j / t for j, t in zip(ips["jax"], ips["torch"])]
+    loads = {k: [None if v is None else round(v, 3) for _, v in s] for k, s in samples.items()}
+    quiet = sum(v is not None and v < args.quiet for s in loads.values() for v in s)
+    row = {"size": list(content_bgr.shape[1:3]), "jax_it_per_s": ips["jax"],
+           "torch_it_per_s": ips["torch"], "ratio_per_repeat": ratios,
+           "median_ratio": median(ratios), "other_cores_busy_per_call": loads,
+           "quiet_calls": f"{quiet}/{sum(map(len, loads.values()))}",
            "loss_rel_diff": abs(loss_jax - loss_torch) / abs(loss_torch)}
     gflop = iteration_gflop(config, *content_bgr.shape[1:3])
-    jax_gflops = statistics.median(jax_ips) * gflop
-    torch_gflops = statistics.median(torch_ips) * gflop
+    jax_gflops, torch_gflops = median(ips["jax"]) * gflop, median(ips["torch"]) * gflop
     row.update(iteration_gflop=gflop, jax_gflops=jax_gflops, torch_gflops=torch_gflops,
                jax_fraction_of_matmul_peak=jax_gflops / peak["jax"],
                torch_fraction_of_matmul_peak=torch_gflops / peak["torch"])
-    if torch1_ips:
-      row["torch_1thread_it_per_s"] = torch1_ips
-      row["median_ratio_vs_best_peer"] = statistics.median(
-          j / max(t, t1) for j, t, t1 in zip(jax_ips, torch_ips, torch1_ips))
+    torch1 = ips.get("torch_1thread")
+    if torch1:
+      row["torch_1thread_it_per_s"] = torch1
+      row["median_ratio_vs_best_peer"] = median(
+          j / max(t, t1) for j, t, t1 in zip(ips["jax"], ips["torch"], torch1))
     rows.append(row)
-    print(f"{size:4d} px {tuple(row['size'])}: JAX {statistics.median(jax_ips):.2f} it/s, "
-          f"PyTorch {statistics.median(torch_ips):.2f} it/s, median ratio "
+    print(f"{size:4d} px {tuple(row['size'])}: JAX {median(ips['jax']):.2f} it/s, "
+          f"PyTorch {median(ips['torch']):.2f} it/s, median ratio "
           f"{row['median_ratio']:.2f}x (loss rel. diff {row['loss_rel_diff']:.1e}); "
           f"{gflop:.1f} GFLOP per iteration: JAX {jax_gflops:.0f}, PyTorch {torch_gflops:.0f} "
           f"GFLOP/s; quiet calls {row['quiet_calls']}"
-          + (f"; PyTorch 1 thread {statistics.median(torch1_ips):.2f} it/s, ratio to the faster "
-             f"peer {row['median_ratio_vs_best_peer']:.2f}x" if torch1_ips else ""))
+          + (f"; PyTorch 1 thread {median(torch1):.2f} it/s, ratio to the faster "
+             f"peer {row['median_ratio_vs_best_peer']:.2f}x" if torch1 else ""))
   results = {"benchmark": "style_speed", "bar": ">= 1.3x the PyTorch peer",
              "iteration": "loss + image gradient + Adam update, VGG16 to block5_conv1",
-             "matmul_gflops": peak, "rows": rows, "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
-             "jax_conv_impl": args.conv_impl,
+             "matmul_gflops": peak, "rows": rows, "torch_threads": threads,
+             "jax_conv_impl": args.conv_impl, "command": harness.command("benchmarks.style_speed"),
              # glibc malloc settings change the page faults XLA's buffers take (winograd_probe).
              "malloc_env": {k: v for k, v in os.environ.items() if k.startswith("MALLOC_")},
-             "xla_flags": os.environ.get("XLA_FLAGS", ""), "environment": rundir.environment()}
-  out = Path(args.out)
-  out.parent.mkdir(parents=True, exist_ok=True)
-  out.write_text(json.dumps(results, indent=2) + "\n")
-  print(f"wrote {out}")
+             "environment": harness.environment()}
+  print(f"wrote {harness.write_json(args.out, results)}")
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ For style transfer (README, "Speed against PyTorch"): each of VGG16's 3x3 convol
 192x256 input, batch 1, jitted, forward and forward + gradient to the input (what a style step
 runs per layer; the kernel is frozen). The implementations are timed interleaved in one process,
 in a rotating order, so they see the same machine load: only their ratios are meant to be read
-on a shared machine. Each round first waits for a quiet machine (``train_throughput.Machine``),
+on a shared machine. Each round first waits for a quiet machine (``harness.Machine``),
 then times every implementation once; medians of the quiet calls (of all calls when none was).
 Errors are max |winograd - lax| / max |lax| of the forward output and of the input gradient.
 ``dead convs`` counts convolution ops left in the compiled Winograd forward + input gradient:
@@ -29,7 +29,7 @@ import argparse
 import jax
 import jax.numpy as jnp
 
-from benchmarks.train_throughput import Machine, summarise
+from benchmarks.harness import Machine, positive_int, summarise
 from playbook.models import winograd
 from playbook.models.fast_conv import xla_conv
 
@@ -85,7 +85,7 @@ def probe_shape(shape, repeats: int, machine: Machine, timer: Machine) -> dict:
 
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--repeats", type=int, default=5)
+  parser.add_argument("--repeats", type=positive_int, default=5)
   parser.add_argument("--quiet", type=float, default=0.2)
   parser.add_argument("--max_wait", type=float, default=20.0)
   args = parser.parse_args()

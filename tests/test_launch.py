@@ -66,6 +66,7 @@ def test_workdir_of_another_study_is_refused_by_the_cli(tmp_path):
   _, other = load_config("fashion_mlp")
   rundir.prepare(tmp_path, other)
   rundir.release(tmp_path)
+  (tmp_path / "checkpoints" / "latest" / "8").mkdir(parents=True)  # Progress to protect.
   out = launch("--config=experiments/mnist_dense.py:quick", workdir=tmp_path)
   assert out.returncode == 1
   assert "holds a run of study 'fashion_mlp', not 'mnist_dense'" in out.stderr
@@ -74,12 +75,24 @@ def test_workdir_of_another_study_is_refused_by_the_cli(tmp_path):
 def test_incompatible_config_in_same_workdir_is_refused(tmp_path):
   _, config = load_config("mnist_mlp")
   rundir.prepare(tmp_path, config)
+  (tmp_path / "checkpoints" / "latest" / "8").mkdir(parents=True)  # Progress to protect.
   config.optim.learning_rate = 0.5
   with pytest.raises(rundir.RunDirError, match=r"optim\.learning_rate: 0\.001 -> 0\.5"):
     rundir.prepare(tmp_path, config)
   config.optim.learning_rate = 1e-3
   config.data.dir = "/elsewhere"  # Where the data comes from may change on resume.
   rundir.prepare(tmp_path, config)
+
+
+def test_a_run_that_failed_before_its_first_checkpoint_takes_the_corrected_config(tmp_path):
+  """A bad value that got past validation and crashed at start leaves nothing to resume: the
+  corrected command is not refused as 'a different config'."""
+  _, config = load_config("mnist_mlp")
+  config.optim.learning_rate = 0.5
+  rundir.prepare(tmp_path, config)
+  config.optim.learning_rate = 1e-3
+  rundir.prepare(tmp_path, config)
+  assert json.loads((tmp_path / "config.json").read_text())["optim"]["learning_rate"] == 1e-3
 
 
 def test_a_held_workdir_is_refused_at_once_naming_the_holder(tmp_path):
