@@ -78,6 +78,10 @@ CASES = {
     "damaged config.json": (["main", MLP], "is not valid JSON", 1, "same"),
     "data root missing": (["main", MLP, "--data_dir={tmp}/no_such_root"], "no_such_root", 1,
                           "absent"),
+    "labels where images belong": (["main", MLP, "--data_dir={tmp}/swapped_root"],
+                                   "is a labels file, where an images file belongs", 1, "absent"),
+    "other values, well formed": (["main", MLP, "--data_dir={tmp}/altered_root"],
+                                  "its decompressed content has sha256", 1, "absent"),
     # --- images from outside (launch.predict, launch.stylize) ---------------------------------
     "predict without a run": (["predict", "{tmp}/image.png"], "not a run directory", 1, "same"),
     "predict on a language model": (["predict", "{tmp}/image.png"], "does not classify images",
@@ -128,6 +132,23 @@ def prepare(name: str, tmp: Path) -> tuple[list[str], Path]:
   return cmd + args, workdir
 
 
+def make_roots(tmp: Path, real: Path) -> None:
+  """Data roots with one wrong MNIST file each: a labels file in the images' place, and the
+  test labels with one value changed (a well-formed file, recompressed)."""
+  import gzip
+  import shutil
+  for name in ("swapped_root", "altered_root"):
+    shutil.copytree(real / "mnist", tmp / name / "mnist")
+  folder = tmp / "swapped_root" / "mnist"
+  (folder / "train-images-idx3-ubyte.gz").unlink()
+  shutil.copy(folder / "train-labels-idx1-ubyte.gz", folder / "train-images-idx3-ubyte.gz")
+  labels = tmp / "altered_root" / "mnist" / "t10k-labels-idx1-ubyte.gz"
+  raw = bytearray(gzip.decompress(labels.read_bytes()))
+  raw[100] = (raw[100] + 1) % 10
+  labels.unlink()
+  labels.write_bytes(gzip.compress(bytes(raw)))
+
+
 def make_inputs(tmp: Path) -> None:
   Image.fromarray(np.zeros((20, 20, 3), np.uint8)).save(tmp / "image.png")
   (tmp / "not_an_image.jpg").write_bytes(b"this is text, not a JPEG")
@@ -152,6 +173,7 @@ def outcomes(real_data_dir, tmp_path_factory):
   """Every case run once, three at a time: {name: (returncode, stderr, before, after)}."""
   tmp = tmp_path_factory.mktemp("bad_inputs")
   make_inputs(tmp)
+  make_roots(tmp, real_data_dir)
   trained = subprocess.run(
       [sys.executable, "-m", "launch.main", MLP, f"--workdir={tmp / 'classifier_run'}",
        "--noprogress", "--config.train.num_epochs=1", "--config.data.train_limit=1024",

@@ -84,6 +84,24 @@ def test_incompatible_config_in_same_workdir_is_refused(tmp_path):
   rundir.prepare(tmp_path, config)
 
 
+def test_two_runs_on_one_workdir_the_second_is_refused_and_no_row_is_doubled(real_data_dir,
+                                                                            tmp_path):
+  first = launch(*kill_args("mnist_mlp"), workdir=tmp_path, wait=False)
+  lock = tmp_path / ".lock"
+  deadline = time.monotonic() + 120
+  while not (lock.exists() and lock.read_text().strip()) and time.monotonic() < deadline:
+    time.sleep(0.05)
+  second = launch(*kill_args("mnist_mlp"), workdir=tmp_path)
+  still_training = first.poll() is None
+  _, first_err = first.communicate(timeout=300)
+  assert first.returncode == 0, first_err.decode()[-2000:]
+  assert still_training  # The refusal came while the first run held the workdir.
+  assert second.returncode == 1
+  assert f"is in use by pid {first.pid} on host" in second.stderr
+  rows = [(r["step"], r["split"]) for r in read_metrics(tmp_path)]
+  assert len(rows) == len(set(rows))
+
+
 def test_a_run_that_failed_before_its_first_checkpoint_takes_the_corrected_config(tmp_path):
   """A bad value that got past validation and crashed at start leaves nothing to resume: the
   corrected command is not refused as 'a different config'."""

@@ -31,9 +31,11 @@ def read_idx_gz(path: Path, *, magic: int, shape_tail: tuple[int, ...], source: 
     raise DataError(f"Data file {path} is too short for an IDX header. Replace it; {source}.")
   (found_magic,) = struct.unpack(">I", raw[:4])
   if found_magic != magic:
+    kinds = {IMAGES_MAGIC: "an images file", LABELS_MAGIC: "a labels file"}
     raise DataError(
-        f"Data file {path} has IDX magic {found_magic}, expected {magic} "
-        f"({'images' if magic == IMAGES_MAGIC else 'labels'}). Wrong file in this place? {source}.")
+        f"Data file {path} is {kinds.get(found_magic, f'not an IDX file (magic {found_magic})')}"
+        f", where {kinds[magic]} belongs (IDX magic {magic}). Put the right file in this place; "
+        f"{source}.")
   ndim = len(shape_tail) + 1
   header_len = 4 + 4 * ndim
   if len(raw) < header_len:

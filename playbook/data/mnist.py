@@ -8,16 +8,19 @@ for it (``tensorflow_datasets/url_checksums/{mnist,fashion_mnist}.txt``, held in
 
 from __future__ import annotations
 
+import gzip
+import hashlib
+
 import ml_collections
 import numpy as np
 
 from playbook.data import fetch, sources
 from playbook.data.idx import IMAGES_MAGIC, LABELS_MAGIC, read_idx_gz
-from playbook.data.paths import DataError, verified_file
+from playbook.data.paths import DataError
 from playbook.data.splits import ImageDataset, Split, split_off_validation
 
 # name -> file name -> (bytes, sha256): a view of the registry, for callers that want the table.
-CHECKSUMS = {name: {f: (size, sha) for f, (size, sha, _) in files.items()}
+CHECKSUMS = {name: {f: (size, sha) for f, (size, sha, *_) in files.items()}
              for name, files in sources.IDX_FILES.items()}
 
 CLASS_NAMES = {
@@ -25,6 +28,21 @@ CLASS_NAMES = {
     "fashion_mnist": ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
                       "Sneaker", "Bag", "Ankle boot"],
 }
+
+
+def check_content(path, source: sources.Source, hint: str) -> None:
+  """The published file, or the same IDX content in another gzip container; else a DataError
+  that says which of the two differs."""
+  if fetch.verify_file(path, source.digests)[0]:
+    return
+  with gzip.open(path, "rb") as f:
+    content = hashlib.sha256(f.read()).hexdigest()
+  if content == source.content_sha256:
+    return  # Recompressed (another gzip level or tool): the data are the originals.
+  raise DataError(f"Data file {path} is corrupt: its decompressed content has sha256 {content}, "
+                  f"the original's is {source.content_sha256} (the file is a well-formed "
+                  f"{source.name.split('-')[1]} file of the right shape, but other values). "
+                  f"Replace it; {hint}.")
 
 
 def read_idx_split(name: str, data_dir=None, *, split: str) -> Split:
@@ -36,8 +54,9 @@ def read_idx_split(name: str, data_dir=None, *, split: str) -> Split:
     folder = path.parent
     hint = (f"the originals are at {source.urls[0].rsplit('/', 1)[0]}/ "
             f"(expected folder: {folder})")
-    verified_file(path, size=source.size, sha256=source.digests[0].sha256, source=hint)
+    # Format first (gzip, magic, dimensions, length): a file of the wrong kind is named as such.
     arrays[kind] = read_idx_gz(path, magic=magic, shape_tail=tail, source=hint)
+    check_content(path, source, hint)
   if len(arrays["images"]) != len(arrays["labels"]):
     raise DataError(f"{folder}: {len(arrays['images'])} images but {len(arrays['labels'])} labels.")
   return Split(x=arrays["images"][..., None], y=arrays["labels"].astype(np.int32))

@@ -67,6 +67,9 @@ class Source:
   licence: str
   citation: str
   archive: Archive | None = None
+  # sha256 of a compressed file's decompressed content: the same data recompressed (another gzip
+  # level or tool) is accepted by it, where the container's own checksum would refuse it.
+  content_sha256: str = ""
 
   @property
   def name(self) -> str:
@@ -136,35 +139,44 @@ FASHION_URLS = ("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
                 "https://storage.googleapis.com/tensorflow/tf-keras-datasets/",
                 "https://raw.githubusercontent.com/zalandoresearch/fashion-mnist/"
                 "b2617bb6d3ffa2e429640350f613e3291e10b141/data/fashion/")
-# file -> (bytes, sha256 as TFDS records it, md5 as torchvision records it).
+# file -> (bytes, sha256 as TFDS records it, md5 as torchvision records it, sha256 of the
+# decompressed IDX file, measured on these originals).
 IDX_FILES = {
     "mnist": {
         "train-images-idx3-ubyte.gz": (
             9912422, "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609",
-            "f68b3c2dcbeaaa9fbdd348bbdeb94873"),
+            "f68b3c2dcbeaaa9fbdd348bbdeb94873",
+            "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db"),
         "train-labels-idx1-ubyte.gz": (
             28881, "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c",
-            "d53e105ee54ea40749a09fcbcd1e9432"),
+            "d53e105ee54ea40749a09fcbcd1e9432",
+            "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5"),
         "t10k-images-idx3-ubyte.gz": (
             1648877, "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6",
-            "9fb629c4189551a2d022fa330f9573f3"),
+            "9fb629c4189551a2d022fa330f9573f3",
+            "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7"),
         "t10k-labels-idx1-ubyte.gz": (
             4542, "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6",
-            "ec29112dd5afa0611ce80d1b7f02629c"),
+            "ec29112dd5afa0611ce80d1b7f02629c",
+            "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2"),
     },
     "fashion_mnist": {
         "train-images-idx3-ubyte.gz": (
             26421880, "3aede38d61863908ad78613f6a32ed271626dd12800ba2636569512369268a84",
-            "8d4fb7e6c68d591d4c3dfef9ec88bf0d"),
+            "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
+            "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888"),
         "train-labels-idx1-ubyte.gz": (
             29515, "a04f17134ac03560a47e3764e11b92fc97de4d1bfaf8ba1a3aa29af54cc90845",
-            "25c81989df183df01b3e8a0aad5dffbe"),
+            "25c81989df183df01b3e8a0aad5dffbe",
+            "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9"),
         "t10k-images-idx3-ubyte.gz": (
             4422102, "346e55b948d973a97e58d2351dde16a484bd415d4595297633bb08f03db6a073",
-            "bef4ecab320f06d8554ea6380940ec79"),
+            "bef4ecab320f06d8554ea6380940ec79",
+            "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b"),
         "t10k-labels-idx1-ubyte.gz": (
             5148, "67da17c76eaffca5446c3361aaab5c3cd6d1c2608764d35dfb1850b086bf8dd5",
-            "bb300cfdad3c16e7a12a480ee83cd310"),
+            "bb300cfdad3c16e7a12a480ee83cd310",
+            "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34"),
     },
 }
 
@@ -175,9 +187,10 @@ def _idx_sources() -> list[Source]:
     urls = MNIST_URLS if dataset == "mnist" else FASHION_URLS
     licence, citation = ((MNIST_LICENCE, MNIST_CITATION) if dataset == "mnist"
                          else (FASHION_LICENCE, FASHION_CITATION))
-    for name, (size, sha, md5) in files.items():
+    for name, (size, sha, md5, content) in files.items():
       out.append(Source(f"{dataset}/{name}", dataset, (Digest(size, sha, md5),),
-                        tuple(u + name for u in urls), licence, citation))
+                        tuple(u + name for u in urls), licence, citation,
+                        content_sha256=content))
   return out
 
 
