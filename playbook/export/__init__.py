@@ -2,8 +2,8 @@
 
     exportable.py   what every exporter takes: a pure function with its params closed over, its
                     input and output signature, real data for parity, accuracy and int8 calibration
-    adapters.py     per model family, a run's config + best checkpoint -> an ``Exportable``
-    restore.py      the run's config.json and best checkpoint (never a live training process)
+    adapters.py     the generic Exportables a task's ``exporter`` builds from a run's config and
+                    best checkpoint (``playbook.run.rundir.restore_best``; never a live process)
     saved_model.py  jax2tf -> TF SavedModel, polymorphic batch dimension, no gradients
     tflite.py       batch-1 SavedModel -> .tflite (float32, dynamic-range int8, full int8), LiteRT
     onnx.py         jax2onnx -> .onnx, onnx.checker, onnxruntime runner
@@ -12,7 +12,8 @@
     pipeline.py     a run directory -> DIR/export/: every format asked for, checked, reported
     tf_cpu.py       TensorFlow with every GPU hidden (it must not take accelerator memory)
 
-``python -m launch.export --workdir=DIR`` runs it all.
+``python -m launch.export --workdir=DIR`` runs it all: the task registry gives the run's
+``Exportable`` (``playbook.tasks.exportable``); export itself imports no task.
 """
 
 from playbook.export.exportable import ExportError, Exportable, TensorSpec

@@ -13,7 +13,7 @@ The means (instead of the paper's sums) and the Gram matrix divided by its numbe
 jcjohnson/neural-style: the weights then mean the same thing at every image size, which the
 coarse-to-fine schedule needs. Per layer, Gatys' E_l = 1/(4 N^2 M^2) sum (G - A)^2 is our
 mean (G - A)^2 times C^2/4. Everything here is a pure function; the backbone's parameters are an
-argument and are never differentiated (only the image is optimised, ``playbook/stylize.py``).
+argument and are never differentiated (only the image is optimised, ``stylize/optimize.py``).
 """
 
 from __future__ import annotations
