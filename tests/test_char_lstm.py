@@ -258,3 +258,22 @@ def test_one_step_function_exports_through_jax2onnx():
   outputs = session.run(None, dict(zip(names, inputs)))
   for got, want in zip(outputs, step(*inputs)):
     np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+def test_a_text_without_the_default_prime_trains_and_samples_from_its_own_opening(tmp_path):
+  """The default prime 'Anna' has a capital A this text never uses: the run still finishes,
+  results.json is written, and the sample starts from the text's opening, with a warning."""
+  (tmp_path / "lower.txt").write_text(TINY_TEXT[:3000])
+  from experiments.char_lstm import get_config
+  config = get_config("quick")
+  config.progress, config.tensorboard = False, False
+  config.data.path, config.data.max_chars = str(tmp_path / "lower.txt"), None
+  config.data.seq_len, config.model.hidden = 16, 32
+  config.train.update(batch_size=4, eval_batch_size=4, num_epochs=1)
+  config.sample.length = 20
+  assert config.sample.prime == "Anna"
+  with pytest.warns(UserWarning, match=r"sample.prime 'Anna' has characters not in this text "
+                                       r"\(\['A'\]\)"):
+    results = char_lm.train(config, tmp_path / "run")
+  assert (tmp_path / "run" / "results.json").exists() and results["epochs_run"] == 1
+  assert (tmp_path / "run" / "sample.txt").read_text().startswith(TINY_TEXT[:4])
