@@ -63,6 +63,9 @@ def base_config(*, study: str, data: str, hidden: tuple[int, ...] = (),
   config.progress = True
   # False: metrics.jsonl only, without the TensorBoard writer (which imports TensorFlow).
   config.tensorboard = True
+  # Compute dtype: 'float32' or 'bfloat16' (parameters, optimiser state, losses, softmax and
+  # normalisation statistics stay float32).
+  config.precision = "float32"
 
   config.data = ml_collections.ConfigDict()
   config.data.name = data

@@ -47,6 +47,7 @@ def one_of(*choices) -> Rule:
 # Every trained task's common keys (the ones it does not have are skipped).
 TRAINING: dict[str, Rule] = {
     "seed": INTEGER, "num_seeds": POSITIVE_INT, "progress": BOOL, "tensorboard": BOOL,
+    "precision": (lambda v: v in ("float32", "bfloat16"), "'float32' or 'bfloat16'"),
     "train.batch_size": POSITIVE_INT, "train.eval_batch_size": POSITIVE_INT,
     "train.num_epochs": POSITIVE_INT, "train.patience": NON_NEGATIVE_INT,
     "train.log_every_steps": POSITIVE_INT, "train.steps_per_call": OPTIONAL_POSITIVE_INT,

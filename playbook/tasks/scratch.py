@@ -30,6 +30,7 @@ def base_config(*, study: str, data: str) -> ml_collections.ConfigDict:
   one is refused, not ignored), plus its own: activation, init, L2 and the SGD schedule."""
   config = classify.base_config(study=study, data=data)
   config.task = "scratch"
+  del config.precision  # The hand-derived networks compute in float32.
   del config.model.dropout
   for key in ("weight_decay", "label_smoothing", "clip_norm", "lr_scaling", "base_batch_size"):
     del config.optim[key]

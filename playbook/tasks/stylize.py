@@ -26,6 +26,7 @@ def base_config(study: str = "style_transfer") -> ml_collections.ConfigDict:
   config.study = study
   config.seed = 0
   config.progress = True
+  config.precision = "float32"  # Compute dtype of the VGG features: 'float32' or 'bfloat16'.
 
   config.data = ml_collections.ConfigDict()
   config.data.dir = ""  # Empty: $PLAYBOOK_DATA_DIR, else ~/.cache/playbook. Image paths are

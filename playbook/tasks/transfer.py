@@ -46,6 +46,9 @@ def base_config(study: str = "cats_dogs") -> ml_collections.ConfigDict:
   config.num_seeds = 1
   config.progress = True
   config.tensorboard = True
+  # Compute dtype: 'float32' or 'bfloat16' (parameters, optimiser state, losses, softmax and
+  # normalisation statistics stay float32).
+  config.precision = "float32"
 
   config.data = ml_collections.ConfigDict()
   config.data.name = "cats_and_dogs"
