@@ -134,6 +134,14 @@ def parse_flags(argv):
   except (AttributeError, KeyError) as e:
     overrides = [a for a in argv[1:] if a.startswith("--config.")]
     key = str(e).strip("\"'")
+    swept = [a for a in overrides if a.startswith(f"--config.sweep.{key}=")]
+    if swept:
+      print(f"error: {swept[0].split('=')[0][2:]} cannot be swept in one program: only values "
+            "that enter the training step as numbers can (this config's config.sweep keys); "
+            "a value that changes shapes or the program (a layer width, the model, dropout) "
+            "needs separate runs (then compare them with python -m launch.compare).",
+            file=sys.stderr)
+      sys.exit(2)
     print(f"error: unknown config key {key!r} in {overrides}. The config's keys are in its "
           "experiments/<study>.py get_config() and its task's base_config().", file=sys.stderr)
     sys.exit(2)

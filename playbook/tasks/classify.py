@@ -29,8 +29,8 @@ from playbook.data import augment, cifar10, mnist
 from playbook.models import resnet_fast
 from playbook.run import plots, rundir
 from playbook.run.writer import MetricWriter
-from playbook.tasks import Predictor, schema
-from playbook.train import fit, loop
+from playbook.tasks import ConfigError, Predictor, schema
+from playbook.train import fit, loop, sweep
 from playbook.train.freeze import frozen
 from playbook.train.losses import classification_loss
 from playbook.train.optim import make_optimizer, peak_learning_rate
@@ -115,6 +115,10 @@ def base_config(*, study: str, data: str, hidden: tuple[int, ...] = (),
   # progress bar moves only between calls, so studies with long epochs set it.
   config.train.steps_per_call = ml_collections.config_dict.placeholder(int)
 
+  # Hyperparameter sweeps in one program (playbook/train/sweep.py): comma-separated values,
+  # e.g. --config.sweep.learning_rate=0.0003,0.001,0.003, crossed with each other and num_seeds.
+  config.sweep = ml_collections.ConfigDict({name: "" for name in sweep.SWEEPABLE})
+
   # Scale-out (playbook/parallel.py). Every device of every process trains: each takes
   # train.batch_size / num_devices examples of every batch.
   config.parallel = ml_collections.ConfigDict()
@@ -138,7 +142,25 @@ OPTIM_RULES = {"optim.name": schema.one_of("adam", "adamw", "sgd", "rmsprop"),
                "optim.schedule": schema.one_of("constant", "cosine", "onecycle", "triangle")}
 
 
-def validate(config: ml_collections.ConfigDict, optim_rules: dict = OPTIM_RULES) -> None:
+def validate_sweep(config: ml_collections.ConfigDict, uses: dict[str, tuple[str, ...]]) -> None:
+  """Each swept value as its key's rule demands, and only hyperparameters the optimiser uses
+  (``uses``: name -> the optimisers that read it)."""
+  swept = sweep.parse(config)
+  for name in swept.names if swept else ():
+    if config.optim.name not in uses[name]:
+      raise ConfigError(f"config.sweep.{name}: the {config.optim.name!r} optimiser does not use "
+                        f"{name} (it is used by {', '.join(uses[name])}).")
+    rule = {sweep.SWEEPABLE[name]: schema.TRAINING[sweep.SWEEPABLE[name]]}
+    for variant in swept.variants:
+      schema.check(ml_collections.ConfigDict({"optim": {name: variant[name]}}), rule)
+
+
+SWEEP_USES = {"learning_rate": ("adam", "adamw", "sgd", "rmsprop"),
+              "weight_decay": ("adamw", "sgd"), "momentum": ("sgd",)}
+
+
+def validate(config: ml_collections.ConfigDict, optim_rules: dict = OPTIM_RULES,
+             sweep_uses: dict = SWEEP_USES) -> None:
   """Refuses, before anything is written, a value the classifier pipeline cannot take."""
   schema.check(config, schema.TRAINING, {
       "data.name": schema.one_of(*DATASETS), "data.val_size": schema.POSITIVE_INT,
@@ -147,6 +169,7 @@ def validate(config: ml_collections.ConfigDict, optim_rules: dict = OPTIM_RULES)
       "augment.max_shift": schema.NON_NEGATIVE_INT, "augment.flip_lr": schema.BOOL,
       "train.best_metric": schema.one_of("accuracy", "xent", "loss"),
   }, optim_rules)
+  validate_sweep(config, sweep_uses)
 
 
 # ------------------------------------------------------------------------------------------- data
@@ -216,8 +239,10 @@ def flax_learner(config: ml_collections.ConfigDict, num_classes: int, train_x: n
       params = resnet_fast.with_whitening(params, whitening_images)
     return params, dict(variables)
 
-  tx = make_optimizer(config.optim, steps_per_epoch, config.train.num_epochs,
-                      config.train.batch_size)
+  make_tx = lambda optim: make_optimizer(optim, steps_per_epoch, config.train.num_epochs,
+                                        config.train.batch_size)
+  swept = sweep.parse(config)
+  tx = sweep.injected(make_tx, config.optim, swept) if swept else make_tx(config.optim)
   frozen_params = tuple(config.model.get("frozen_params", ()))
   if frozen_params:  # Fixed layers: no update, no weight decay, no optimiser state.
     tx = frozen(tx, lambda name: name not in frozen_params)
@@ -261,6 +286,8 @@ def fit_and_test(config: ml_collections.ConfigDict, workdir: str | Path, *,
   batch_size = config.train.batch_size  # Global: every step sees this many examples.
   steps_per_epoch = len(train_split) // batch_size
   learner = make_learner(config, len(data.class_names), train_split.x, steps_per_epoch)
+  swept = sweep.parse(config)
+  num_models = swept.num_models if swept else config.num_seeds
 
   augment_fn = augment.image_augmenter(max_shift=config.augment.max_shift,
                                        flip_lr=config.augment.flip_lr,
@@ -272,12 +299,14 @@ def fit_and_test(config: ml_collections.ConfigDict, workdir: str | Path, *,
   result = fit(init_fn=learner.init_fn, loss_fn=learner.loss_fn, tx=learner.tx,
                train_step=learner.train_step, train_data=train_rows,
                val_data=as_batch(data.val), cfg=config.train, workdir=workdir, seed=config.seed,
-               num_seeds=config.num_seeds, augment_fn=augment_fn, progress=config.progress,
-               writer=writer, mesh=mesh, curve_data=curve_data)
+               num_seeds=num_models, augment_fn=augment_fn, progress=config.progress,
+               writer=writer, mesh=mesh, curve_data=curve_data,
+               hparams=swept.hparams() if swept else None,
+               seed_cycle=swept.seeds if swept else None)
 
-  # The test set, once, on the best checkpoint (per seed).
+  # The test set, once, on the best checkpoint (per seed; in a sweep, each model's own best).
   test = loop.evaluate(result.state, as_batch(data.test), loss_fn=learner.loss_fn,
-                       batch_size=config.train.eval_batch_size, num_seeds=config.num_seeds,
+                       batch_size=config.train.eval_batch_size, num_seeds=num_models,
                        mesh=mesh)
   final_step = result.history[-1]["step"] if result.history else 0
   writer.write(final_step, "test", test)
@@ -285,10 +314,12 @@ def fit_and_test(config: ml_collections.ConfigDict, workdir: str | Path, *,
 
   # The figures need seed 0's logits on host: gather the (possibly sharded) weights to every
   # process (a collective), then predict locally on process 0 only.
+  variants = sweep_results(swept, result, test, config.train) if swept else None
+  shown = variants["best_index"] * swept.seeds if swept else 0  # Seed 0 of the best variant.
   weights = parallel.to_host({"params": result.state.params,
                               "model_state": result.state.model_state})
-  if config.num_seeds > 1:
-    weights = jax.tree.map(lambda a: a[0], weights)
+  if num_models > 1:
+    weights = jax.tree.map(lambda a: a[shown], weights)
   results = {
       "task": config.task,
       "study": config.study,
@@ -309,8 +340,14 @@ def fit_and_test(config: ml_collections.ConfigDict, workdir: str | Path, *,
                    "peak_learning_rate": peak_learning_rate(config.optim, batch_size)
                    if "lr_scaling" in config.optim else config.optim.learning_rate},
   }
+  if swept:  # The headline is the best variant (chosen on validation); every variant is listed.
+    best = variants["variants"][variants["best_index"]]
+    results |= {"variants": variants["variants"], "best_variant": best["name"],
+                "test_accuracy": best["test_accuracy"], "test_loss": best["test_loss"]}
   if not main_process:
     return results
+  if swept:
+    plot_sweep(swept, variants["variants"], workdir / "plots" / "sweep.png")
   variables = {"params": weights["params"], **weights["model_state"]}
   logits = predict_logits(learner.logits_fn, variables, data.test.x,
                           config.train.eval_batch_size)
@@ -322,9 +359,58 @@ def fit_and_test(config: ml_collections.ConfigDict, workdir: str | Path, *,
   acc = results["test_accuracy"]
   return rundir.finish(
       workdir, results, start=start,
-      summary=f"{config.study}: test accuracy {100 * acc['mean']:.2f} %"
+      summary=f"{config.study}: "
+              + (f"{len(swept.variants)} variants x {swept.seeds} seeds in one program; best "
+                 f"(on validation) {results['best_variant']}: " if swept else "")
+              + f"test accuracy {100 * acc['mean']:.2f} %"
               + (f" ± {100 * acc['std']:.2f} (mean ± std of {config.num_seeds} seeds)"
                  if config.num_seeds > 1 else "") + f" on the {results['data_copy']}")
+
+
+def sweep_results(swept: sweep.Sweep, result, test: dict, train_cfg) -> dict:
+  """Per variant: test accuracy and loss (mean ± std over its seeds), the validation score each
+  model selected its best epoch by; the best variant by that validation score."""
+  epochs = np.asarray(result.best_epochs or [result.best_epoch] * swept.num_models)
+  val = np.asarray([result.history[e - 1]["val"][train_cfg.best_metric][i]
+                    for i, e in enumerate(epochs)])
+  acc, xent = sweep.per_variant(test["accuracy"], swept), sweep.per_variant(test["xent"], swept)
+  val, epochs = sweep.per_variant(val, swept), sweep.per_variant(epochs, swept)
+  sign = 1.0 if train_cfg.best_mode == "max" else -1.0
+  rows = [{"name": swept.label(v),
+           "values": {sweep.SWEEPABLE[n]: v[n] for n in swept.names},
+           "test_accuracy": mean_std(acc[k]), "test_loss": mean_std(xent[k]),
+           f"val_{train_cfg.best_metric}": mean_std(val[k]),
+           "best_epochs": epochs[k].tolist()} for k, v in enumerate(swept.variants)]
+  return {"variants": rows, "best_index": int(np.argmax(sign * val.mean(axis=1)))}
+
+
+def plot_sweep(swept: sweep.Sweep, variants: list[dict], path: Path) -> Path:
+  """Test accuracy against each swept value: every seed a point, the mean over seeds a line
+  (over the other swept values, one line each)."""
+  fig, axes = plots.plt.subplots(1, len(swept.names), figsize=(5.5 * len(swept.names), 4),
+                                 squeeze=False)
+  for ax, name in zip(axes[0], swept.names):
+    others = sorted({tuple((n, r["values"][sweep.SWEEPABLE[n]]) for n in swept.names
+                           if n != name) for r in variants})
+    for fixed in others:
+      rows = [r for r in variants if all(r["values"][sweep.SWEEPABLE[n]] == v for n, v in fixed)]
+      x = np.array([r["values"][sweep.SWEEPABLE[name]] for r in rows])
+      means = [100 * r["test_accuracy"]["mean"] for r in rows]
+      line, = ax.plot(x, means, marker="o", label=", ".join(f"{n}={v:g}" for n, v in fixed)
+                      or "mean over seeds")
+      for xi, r in zip(x, rows):
+        seeds = 100 * np.asarray(r["test_accuracy"]["per_seed"])
+        ax.scatter(np.full(len(seeds), xi), seeds, s=12, alpha=0.5, color=line.get_color())
+    if np.all(x > 0) and x.max() / x.min() >= 10:
+      ax.set_xscale("log")
+    ax.set_xticks(sorted(set(x)), [f"{v:g}" for v in sorted(set(x))], minor=False)
+    ax.set_xticks([], minor=True)
+    ax.set_xlabel(name)
+    ax.set_ylabel("test accuracy (%)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+  fig.suptitle(f"Sweep: {len(variants)} variants x {swept.seeds} seeds, one program")
+  return plots.save(fig, path)
 
 
 def plot_results(workdir: Path, history, test, logits, data, *,

@@ -22,7 +22,7 @@ from playbook.models import scratch
 from playbook.run import plots
 from playbook.run.writer import read_metrics
 from playbook.tasks import classify, schema
-from playbook.train import steps
+from playbook.train import steps, sweep
 
 
 def base_config(*, study: str, data: str) -> ml_collections.ConfigDict:
@@ -34,6 +34,7 @@ def base_config(*, study: str, data: str) -> ml_collections.ConfigDict:
   del config.model.dropout
   for key in ("weight_decay", "label_smoothing", "clip_norm", "lr_scaling", "base_batch_size"):
     del config.optim[key]
+  del config.sweep.weight_decay  # Its L2 term enters the hand-derived gradient, not the update.
   config.model.name = "scratch_mlp"
   config.model.activation = "relu"  # relu, sigmoid or tanh.
   config.model.init = "he"          # he or xavier.
@@ -52,10 +53,14 @@ def make_learner(config: ml_collections.ConfigDict, num_classes: int, train_x: n
   net = models.build(config.model, num_classes)
   preprocess = classify.make_preprocess(config.data)
   input_shape = tuple(train_x.shape[1:])
-  lr_fn = functools.partial(
-      scratch.learning_rate, peak=config.optim.learning_rate,
-      warmup_steps=round(config.optim.warmup_epochs * steps_per_epoch),
+  schedule = functools.partial(
+      scratch.learning_rate, warmup_steps=round(config.optim.warmup_epochs * steps_per_epoch),
       total_steps=config.train.num_epochs * steps_per_epoch, schedule=config.optim.schedule)
+  make_tx = lambda optim: scratch.sgd_momentum_transform(
+      functools.partial(schedule, peak=optim.learning_rate), optim.momentum)
+  swept = sweep.parse(config)  # Swept values live in the (injected) optimiser state.
+  peak = lambda state: (state.opt_state.hyperparams["learning_rate"]
+                        if swept and "learning_rate" in swept.names else config.optim.learning_rate)
 
   def loss_fn(params, model_state, batch, rng, train):
     """Evaluation: the plain cross-entropy and accuracy, padded examples masked out."""
@@ -76,11 +81,12 @@ def make_learner(config: ml_collections.ConfigDict, num_classes: int, train_x: n
 
   def train_step(state, batch, rng):
     new_state, metrics = hand_step(state, batch, rng)
-    return new_state, dict(metrics, learning_rate=lr_fn(state.step))
+    return new_state, dict(metrics, learning_rate=schedule(state.step, peak=peak(state)))
 
   return classify.Learner(
       init_fn=lambda rng: (net.init_params(rng, input_shape), {}), loss_fn=loss_fn,
-      tx=scratch.sgd_momentum_transform(lr_fn, config.optim.momentum), train_step=train_step,
+      tx=sweep.injected(make_tx, config.optim, swept) if swept else make_tx(config.optim),
+      train_step=train_step,
       logits_fn=lambda v, x: net.logits(v["params"], preprocess(x)))
 
 
@@ -90,7 +96,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
       "model.activation": schema.one_of(*scratch.ACTIVATIONS),
       "model.init": schema.one_of(*scratch.INIT_VARIANCE),
       "optim.name": schema.one_of("sgd_momentum"),
-      "optim.schedule": schema.one_of("cosine", "constant")})
+      "optim.schedule": schema.one_of("cosine", "constant")},
+      {"learning_rate": ("sgd_momentum",), "momentum": ("sgd_momentum",)})
 
 
 def train(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:

@@ -79,6 +79,7 @@ class FitResult:
   steps_per_second: float | None  # Training steps/s, first (compiling) epoch excluded.
   mesh: jax.sharding.Mesh | None = None  # The devices it trained on; ``state`` lives there.
   epoch_seconds: list[float] = dataclasses.field(default_factory=list)  # Cumulative, per epoch.
+  best_epochs: list[int] | None = None  # Per model, when each keeps its own best (a sweep).
 
 
 def maybe_vmap(fn, num_seeds: int, in_axes):
@@ -87,13 +88,18 @@ def maybe_vmap(fn, num_seeds: int, in_axes):
 
 
 def init_states(init_fn: InitFn, tx: optax.GradientTransformation, seed: int,
-                num_seeds: int, mesh: jax.sharding.Mesh | None = None) -> TrainState:
-  """Seed ``s`` of ``num_seeds`` starts from ``fold_in(PRNGKey(seed), s)``.
+                num_seeds: int, mesh: jax.sharding.Mesh | None = None, *,
+                seed_cycle: int | None = None) -> TrainState:
+  """Model ``s`` of ``num_seeds`` starts from ``fold_in(PRNGKey(seed), s % seed_cycle)``.
 
-  With a ``mesh`` the state is created directly in its shardings (``parallel.state_shardings``).
+  ``seed_cycle`` (default: ``num_seeds``): in a sweep, the variants' models come in blocks of
+  ``seed_cycle`` seeds, and seed ``k`` of every variant starts from the same key (the same init,
+  dropout and data order), so variants differ only in their hyperparameters. With a ``mesh`` the
+  state is created directly in its shardings (``parallel.state_shardings``).
   """
   single = functools.partial(init_train_state, init_fn, tx)
-  key = lambda s: jax.random.fold_in(jax.random.PRNGKey(seed), s)
+  cycle = seed_cycle or num_seeds
+  key = lambda s: jax.random.fold_in(jax.random.PRNGKey(seed), s % cycle)
   if num_seeds == 1:
     init = lambda: single(key(0))
   else:
@@ -200,11 +206,19 @@ def fit(*, init_fn: InitFn, loss_fn, tx: optax.GradientTransformation,
         augment_fn=None, progress: bool = True, writer: MetricWriter | None = None,
         mesh: jax.sharding.Mesh | None = None,
         curve_data: dict[str, dict] | None = None,
-        train_step: steps.TrainStep | None = None) -> FitResult:
+        train_step: steps.TrainStep | None = None,
+        hparams: dict[str, np.ndarray] | None = None,
+        seed_cycle: int | None = None) -> FitResult:
   """Trains, or resumes from ``workdir/checkpoints/latest``, to ``cfg.num_epochs``.
 
   ``train_step(state, batch, rng) -> (state, metrics)`` is the pure step every batch goes through
   (default: ``steps.make_train_step(loss_fn)``, autodiff); ``loss_fn`` evaluates.
+
+  A sweep: ``hparams`` ({name: one value per model}) sets the optimiser state's hyperparameters
+  of that name (``optax.inject_hyperparams``) model by model, so every model of the vmapped
+  program trains with its own; ``seed_cycle`` is the number of seeds per variant
+  (``init_states``). Each model then keeps its own best epoch (``best`` holds every model at
+  its best validation score), and early stopping waits until no model improves.
 
   ``cfg`` is the config's ``train`` block: batch_size (global, over all devices), num_epochs,
   eval_batch_size, patience (epochs without improvement before stopping; 0 = never), best_metric,
@@ -231,7 +245,10 @@ def fit(*, init_fn: InitFn, loss_fn, tx: optax.GradientTransformation,
   if carry_state and cfg.eval_batch_size != cfg.batch_size:
     raise ValueError(f"carry_state=True carries one state per stream: eval_batch_size "
                      f"({cfg.eval_batch_size}) must equal batch_size ({cfg.batch_size}).")
-  state = init_states(init_fn, tx, seed, num_seeds, mesh)
+  state = init_states(init_fn, tx, seed, num_seeds, mesh, seed_cycle=seed_cycle)
+  per_model = hparams is not None
+  if per_model:
+    state = state.replace(opt_state=with_hyperparams(state.opt_state, hparams))
   calls = calls_per_epoch(steps_per_epoch, cfg.get("steps_per_call"))
   train_step = train_step or steps.make_train_step(loss_fn)
   train_epoch = make_train_epoch(state, train_step=train_step, batch_size=cfg.batch_size,
@@ -252,6 +269,10 @@ def fit(*, init_fn: InitFn, loss_fn, tx: optax.GradientTransformation,
   if restored is not None:
     saved, meta = restored
     state = state.replace_saved(saved)
+  best_state = None  # Per model: every model at its own best epoch.
+  if per_model and restored is not None:
+    best_saved = ckpt.restore("best", state.saveable())
+    best_state = state.replace_saved(best_saved[0]) if best_saved else None
   writer.truncate_after(meta["epoch"] * steps_per_epoch)
 
   bar = progress_bar(cfg.num_epochs * steps_per_epoch, meta["epoch"] * steps_per_epoch,
@@ -320,7 +341,10 @@ def fit(*, init_fn: InitFn, loss_fn, tx: optax.GradientTransformation,
 
       score = float(np.mean(val_metrics[cfg.best_metric]))
       meta["epoch"] = epoch + 1
-      if meta["best"] is None or sign * score > sign * meta["best"]:
+      if per_model:
+        best_state = _keep_per_model_best(ckpt, meta, state, best_state, sign, global_step,
+                                          np.asarray(val_metrics[cfg.best_metric]))
+      elif meta["best"] is None or sign * score > sign * meta["best"]:
         meta.update(best=score, best_epoch=epoch + 1, bad_epochs=0)
         # best before latest: a kill between the two replays this epoch and rewrites the same best.
         if global_step not in ckpt.best.all_steps():
@@ -340,4 +364,50 @@ def fit(*, init_fn: InitFn, loss_fn, tx: optax.GradientTransformation,
   steps_per_second = timed_steps / timed_seconds if timed_seconds else None
   return FitResult(state=state, history=meta["history"], best_epoch=meta["best_epoch"],
                    train_seconds=train_seconds, steps_per_second=steps_per_second, mesh=mesh,
-                   epoch_seconds=meta.get("seconds", []))
+                   epoch_seconds=meta.get("seconds", []),
+                   best_epochs=meta.get("best_epochs"))
+
+
+def with_hyperparams(opt_state, hparams: dict[str, np.ndarray]):
+  """``opt_state`` with every leaf named like a key of ``hparams`` (an injected hyperparameter,
+  one value per model) set to that key's values, in the leaf's own sharding and dtype."""
+  def set_leaf(path, leaf):
+    name = getattr(path[-1], "key", None) if path else None
+    if name not in hparams:
+      return leaf
+    values = jnp.asarray(hparams[name], leaf.dtype).reshape(leaf.shape)
+    return jax.device_put(values, leaf.sharding) if hasattr(leaf, "sharding") else values
+  found = {getattr(p[-1], "key", None) for p, _ in jax.tree_util.tree_flatten_with_path(opt_state)[0]}
+  missing = set(hparams) - found
+  if missing:
+    raise ValueError(f"The optimiser has no injected hyperparameter {sorted(missing)} to sweep.")
+  return jax.tree_util.tree_map_with_path(set_leaf, opt_state)
+
+
+@jax.jit
+def _select(improved: jax.Array, new, old):
+  """Per model (leading axis): ``new`` where ``improved``, else ``old``."""
+  pick = lambda n, o: jnp.where(improved.reshape(-1, *([1] * (n.ndim - 1))), n, o)
+  return jax.tree.map(pick, new, old)
+
+
+def _keep_per_model_best(ckpt, meta, state, best_state, sign, global_step, scores):
+  """Updates ``meta`` and the per-model best state with this epoch's validation ``scores``
+  (one per model) and saves ``best`` when any model improved; returns the best state."""
+  scores = scores.reshape(-1).astype(np.float64)
+  previous = np.asarray(meta["best"] if meta["best"] is not None else [np.nan] * len(scores))
+  improved = np.isnan(previous) | (sign * scores > sign * previous)
+  epoch = meta["epoch"]
+  epochs = np.asarray(meta.get("best_epochs") or [0] * len(scores))
+  meta["best"] = np.where(improved, scores, previous).tolist()
+  meta["best_epochs"] = np.where(improved, epoch, epochs).tolist()
+  meta["bad_epochs"] = 0 if improved.any() else meta["bad_epochs"] + 1
+  if not improved.any():
+    return best_state
+  meta["best_epoch"] = epoch
+  best_state = jax.tree.map(jnp.copy, state) if best_state is None else _select(
+      jnp.asarray(improved), state, best_state)
+  if global_step not in ckpt.best.all_steps():
+    ckpt.save("best", global_step, best_state.saveable(),
+              {"epoch": epoch, "val": meta["best"], "epochs": meta["best_epochs"]})
+  return best_state

@@ -29,6 +29,15 @@ def peak_learning_rate(cfg: ml_collections.ConfigDict, batch_size: int | None = 
   raise ValueError(f"Unknown lr_scaling {scaling!r}: use none, linear or sqrt.")
 
 
+def _with(cfg, **values) -> ml_collections.ConfigDict:
+  """A copy of the config block ``cfg`` (or a sweep's overlay of one) with ``values`` set."""
+  out = ml_collections.ConfigDict({k: cfg.get(k) for k in ("schedule", "warmup_epochs",
+                                                              "warmup_fraction", "start_factor",
+                                                              "end_factor") if k in cfg})
+  out.update(values)
+  return out
+
+
 def learning_rate_schedule(cfg: ml_collections.ConfigDict, steps_per_epoch: int,
                            num_epochs: int, batch_size: int | None = None) -> optax.Schedule:
   """``constant``, ``cosine`` (warmup then cosine decay to 0) or ``onecycle``, peaking at
@@ -36,6 +45,11 @@ def learning_rate_schedule(cfg: ml_collections.ConfigDict, steps_per_epoch: int,
   total = steps_per_epoch * num_epochs
   warmup = int(cfg.warmup_epochs * steps_per_epoch)
   peak = peak_learning_rate(cfg, batch_size)
+  if isinstance(peak, jax.Array):  # Swept (a traced value, playbook/train/sweep.py): the
+    # schedule's shape at peak 1, scaled; optax's schedules branch on their peak in Python.
+    unit = learning_rate_schedule(_with(cfg, learning_rate=1.0, lr_scaling="none"),
+                                  steps_per_epoch, num_epochs, batch_size)
+    return lambda step: peak * unit(step)
   if cfg.schedule == "constant":
     return optax.constant_schedule(peak)
   if cfg.schedule == "cosine":

@@ -1,0 +1,94 @@
+"""Hyperparameter sweeps in one compiled program.
+
+``--config.sweep.learning_rate=3e-4,1e-3,3e-3`` (crossed with the other swept values and with
+``num_seeds``) trains every combination at once: the models are stacked on the leading axis that
+``fit`` already vmaps over seeds, and each one's hyperparameters are data in its optimiser state
+(``optax.inject_hyperparams``), so one jitted step trains them all. Only values that enter the
+step as numbers can be swept this way; a value that changes shapes (a layer width) or the program
+(dropout's rate in Flax) needs separate runs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+from typing import Callable
+
+import ml_collections
+import numpy as np
+import optax
+
+# Sweepable name -> the config key it sets (the optimiser hyperparameter of that name).
+SWEEPABLE = {"learning_rate": "optim.learning_rate", "weight_decay": "optim.weight_decay",
+             "momentum": "optim.momentum"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Sweep:
+  """The variants of a sweep, each trained with ``seeds`` seeds: model ``i`` of the program is
+  variant ``i // seeds``, seed ``i % seeds``."""
+  names: tuple[str, ...]                 # Swept hyperparameters, e.g. ('learning_rate',).
+  variants: tuple[dict[str, float], ...]  # One {name: value} per variant, in product order.
+  seeds: int
+
+  @property
+  def num_models(self) -> int:
+    return len(self.variants) * self.seeds
+
+  def hparams(self) -> dict[str, np.ndarray]:
+    """{name: one value per model}, for ``fit(hparams=...)``."""
+    return {n: np.repeat([v[n] for v in self.variants], self.seeds).astype(np.float32)
+            for n in self.names}
+
+  def label(self, variant: dict[str, float]) -> str:
+    return ",".join(f"{n}={variant[n]:g}" for n in self.names)
+
+
+def parse(config: ml_collections.ConfigDict) -> Sweep | None:
+  """The sweep ``config.sweep`` asks for, or None. Values are comma-separated numbers."""
+  swept = {name: text for name, text in config.get("sweep", {}).items() if text}
+  if not swept:
+    return None
+  values = {}
+  for name, text in swept.items():
+    try:
+      values[name] = [float(v) for v in str(text).split(",") if v.strip()]
+    except ValueError:
+      from playbook.tasks import ConfigError
+      raise ConfigError(f"config.sweep.{name}={text!r}: expected comma-separated numbers, e.g. "
+                        "0.0003,0.001,0.003.") from None
+  names = tuple(values)
+  variants = tuple(dict(zip(names, combo)) for combo in itertools.product(*values.values()))
+  return Sweep(names=names, variants=variants, seeds=config.num_seeds)
+
+
+class _Overlay:
+  """A config block read through, with some values replaced (traced ones, in a sweep)."""
+
+  def __init__(self, base: ml_collections.ConfigDict, values: dict):
+    self._base, self._values = base, values
+
+  def __getattr__(self, name):
+    return self._values[name] if name in self._values else getattr(self._base, name)
+
+  def __contains__(self, name):
+    return name in self._values or name in self._base
+
+  def get(self, name, default=None):
+    return self._values[name] if name in self._values else self._base.get(name, default)
+
+
+def injected(make: Callable[..., optax.GradientTransformation],
+             optim: ml_collections.ConfigDict, sweep: Sweep) -> optax.GradientTransformation:
+  """``make(optim_block)`` with the swept values as ``inject_hyperparams`` hyperparameters: the
+  same optimiser, its swept numbers data in its state."""
+  def factory(learning_rate=None, weight_decay=None, momentum=None):  # SWEEPABLE's names:
+    swept = {"learning_rate": learning_rate, "weight_decay": weight_decay,  # optax injects
+             "momentum": momentum}                                          # named arguments.
+    return make(_Overlay(optim, {n: v for n, v in swept.items() if v is not None}))
+  return optax.inject_hyperparams(factory)(**{n: float(optim[n]) for n in sweep.names})
+
+
+def per_variant(values: np.ndarray, sweep: Sweep) -> np.ndarray:
+  """Per-model values (models,) -> (variants, seeds)."""
+  return np.asarray(values).reshape(len(sweep.variants), sweep.seeds)
