@@ -10,7 +10,7 @@ evaluated after every epoch for the accuracy-versus-time curve (``plots/accuracy
 
 Bar on the staged LOSSY JPEG copy (``--config.data.source=files``, the default), 2-core CPU:
 >= 92.0 % test accuracy from one run. Not met: this config gives 89.33 / 89.00 / 89.31 % (seeds
-0/1/2, run on a GPU with XLA's convolutions), and 4x the epochs only 90.4 % (README, CIFAR-10).
+0/1/2, run on a GPU with XLA's convolutions), and 4x the epochs only 90.4 % (docs/studies/cifar10_fast.md).
 
 The configuration meant to reach 94.0 % on the OFFICIAL data (airbench94's recipe: all 50,000
 training images, batch 1024, 9.9 epochs) is ``:official94``:

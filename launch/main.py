@@ -6,7 +6,7 @@ values are refused while the flags are parsed, before any work starts.
 Many hosts: start this same command once per process. Under SLURM (``srun``), Open MPI or on a
 multi-host TPU slice the processes find each other by themselves (``--distributed=auto``);
 elsewhere pass ``--coordinator_address=HOST:PORT --num_processes=N --process_id=I``. See
-``launch/slurm.sbatch``, ``launch/tpu_pod.sh`` and the README's "Scaling out".
+``launch/slurm.sbatch``, ``launch/tpu_pod.sh`` and docs/scaling.md.
 """
 
 from __future__ import annotations

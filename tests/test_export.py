@@ -100,7 +100,8 @@ def test_tflite_exports_have_a_fixed_batch_and_no_runtime_broadcasts(mlp_run, ke
 
 
 def readme_clients() -> dict[str, str]:
-  text = (ROOT / "README.md").read_text()
+  """The client code blocks of docs/export.md (<!-- client: NAME --> then a python block)."""
+  text = (ROOT / "docs" / "export.md").read_text()
   return dict(re.findall(r"<!-- client: (\w+) -->\n```python\n(.*?)```", text, re.S))
 
 
@@ -119,7 +120,7 @@ def test_readme_client_runs_on_the_export_without_playbook(mlp_run, tmp_path, cl
   images = exportable.parity_inputs[0][:8]
   expected = parity.jax_predict(exportable)(images)[0].argmax(-1).tolist()
   agree = np.mean(np.array(predicted) == expected)
-  assert agree >= (7 / 8 if client == "tflite" else 1.0)  # The README's TFLite one is int8.
+  assert agree >= (7 / 8 if client == "tflite" else 1.0)  # The docs' TFLite one is int8.
 
 
 def test_workdir_without_run_or_checkpoint_is_refused(tmp_path):
