@@ -43,6 +43,17 @@ def positive_int(text: str) -> int:
   return value
 
 
+def add_timing_args(parser: argparse.ArgumentParser, *, repeats: int = 5,
+                    max_wait: float = 5.0) -> None:
+  """The flags every timed benchmark shares: how many quiet calls, what counts as quiet."""
+  parser.add_argument("--repeats", type=positive_int, default=repeats,
+                      help="Quiet timed calls wanted per column (the median is reported).")
+  parser.add_argument("--quiet", type=float, default=0.2,
+                      help="Cores other processes may use for a call to count as quiet.")
+  parser.add_argument("--max_wait", type=float, default=max_wait,
+                      help="Most seconds to wait for a quiet machine before each timed call.")
+
+
 def median(values) -> float | None:
   """The median, or None for no values (a measurement that was skipped, not a crash)."""
   values = list(values)

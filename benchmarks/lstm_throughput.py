@@ -70,7 +70,7 @@ class JaxSide:
 
   def __init__(self, config, vocab_size: int, train: dict, num_steps: int):
     self.mesh = parallel.make_mesh(config.parallel.fsdp)
-    model = models.build(config.model, vocab_size)
+    model = models.build(config.model, vocab_size, dtype=models.precision.compute_dtype(config))
     batch_size, seq_len = config.train.batch_size, config.data.seq_len
     rows = num_steps * batch_size
     self.data = parallel.shard_rows({k: v[:rows] for k, v in train.items()}, self.mesh)

@@ -28,7 +28,7 @@ import os
 import time
 
 from benchmarks import harness
-from benchmarks.harness import Machine, TorchModel, ints, positive_int, summarise, timed_rounds
+from benchmarks.harness import Machine, TorchModel, ints, summarise, timed_rounds
 from benchmarks.jax_epoch import JaxModel, run_jax_dispatch, run_jax_scan, vmap_comparison
 from playbook.data import mnist
 
@@ -43,13 +43,8 @@ def parse_args(argv=None) -> argparse.Namespace:
   p.add_argument("--steps", default="100,13",
                  help="Steps per timed call: one number, or one per batch size (capped at the "
                       "steps of one epoch of the 55000 training images).")
-  p.add_argument("--repeats", type=positive_int, default=5,
-                 help="Quiet timed calls wanted per column (median of them is reported).")
+  harness.add_timing_args(p, max_wait=20.0)
   p.add_argument("--max_rounds", type=int, default=0, help="Most rounds (default 3 * repeats).")
-  p.add_argument("--quiet", type=float, default=0.2,
-                 help="Cores other processes may use for a call to count as quiet.")
-  p.add_argument("--max_wait", type=float, default=20.0,
-                 help="Most seconds to wait for a quiet machine before each timed call.")
   p.add_argument("--time_budget", type=float, default=540.0,
                  help="Seconds after which no more repeats start (each column keeps >= 1 call).")
   p.add_argument("--num_seeds", type=int, default=8, help="Seeds of the vmap comparison.")

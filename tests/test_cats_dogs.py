@@ -99,7 +99,7 @@ class TinyBackbone(nn.Module):
 def tiny_backbone(monkeypatch):
   variables = TinyBackbone().init(jax.random.key(1), np.zeros((1, 32, 32, 3)))
   variables = jax.tree.map(lambda v: np.asarray(v) + 0.1, variables)  # Non-trivial statistics.
-  backbone = transfer.Backbone("tiny", 32, lambda frozen_bn: TinyBackbone(frozen_bn),
+  backbone = transfer.Backbone("tiny", 32, lambda frozen_bn, dtype=None: TinyBackbone(frozen_bn),
                                lambda: variables, lambda x: x / 255.0, top_blocks=("top_",))
   monkeypatch.setitem(transfer.BACKBONES, "tiny", backbone)
   return backbone, variables

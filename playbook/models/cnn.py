@@ -12,9 +12,12 @@ parameters are the same either way.
 
 from __future__ import annotations
 
+from typing import Any
+
 import flax.linen as nn
 import jax.numpy as jnp
 
+from playbook.models import precision
 from playbook.models.fast_conv import Conv, max_pool_2x2
 
 
@@ -25,15 +28,17 @@ class SeedCNN(nn.Module):
   conv_dropout: float = 0.25
   dropout: float = 0.5
   fast_conv: bool = True
+  dtype: Any = jnp.float32  # Compute dtype (precision.py); the parameters stay float32.
 
   @nn.compact
   def __call__(self, x: jnp.ndarray, *, train: bool) -> jnp.ndarray:
+    dtype = precision.narrowed(self.dtype)
     for width in self.widths:
-      x = nn.relu(Conv(width, padding="SAME", fast=self.fast_conv)(x))
-      x = nn.relu(Conv(width, padding="VALID", fast=self.fast_conv)(x))
+      x = nn.relu(Conv(width, padding="SAME", fast=self.fast_conv, dtype=dtype)(x))
+      x = nn.relu(Conv(width, padding="VALID", fast=self.fast_conv, dtype=dtype)(x))
       x = max_pool_2x2(x, fast=self.fast_conv)
       x = nn.Dropout(self.conv_dropout, deterministic=not train)(x)
     x = x.reshape(x.shape[0], -1)
-    x = nn.relu(nn.Dense(self.hidden)(x))
+    x = nn.relu(nn.Dense(self.hidden, dtype=dtype)(x))
     x = nn.Dropout(self.dropout, deterministic=not train)(x)
-    return nn.Dense(self.num_classes)(x)
+    return precision.to_float32(nn.Dense(self.num_classes, dtype=dtype)(x), dtype)

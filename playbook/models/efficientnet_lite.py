@@ -16,11 +16,13 @@ TensorFlow's momentum 0.99 and epsilon 1e-3, so the converted official weights
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+
+from playbook.models import precision
 
 
 class Stage(NamedTuple):
@@ -102,11 +104,14 @@ class DepthwiseConv(nn.Module):
   kernel_size: int
   stride: int = 1
   grouped: bool = False
+  dtype: Any = jnp.float32  # Compute dtype (precision.py): input and kernel cast to it.
 
   @nn.compact
   def __call__(self, x):
     k, s = self.kernel_size, self.stride
+    x = precision.cast(x, self.dtype)
     kernel = self.param("kernel", nn.initializers.lecun_normal(), (k, k, 1, x.shape[-1]))
+    kernel = precision.cast(kernel, self.dtype)
     if self.grouped:
       return jax.lax.conv_general_dilated(
           x, kernel, (s, s), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"),
@@ -135,18 +140,24 @@ class MBConv(nn.Module):
   drop_connect: float
   frozen_bn: bool
   grouped_depthwise: bool = False
+  dtype: Any = jnp.float32  # Compute dtype (precision.py); BatchNorm's statistics float32.
 
   @nn.compact
   def __call__(self, inputs, train: bool):
-    bn = lambda name: nn.BatchNorm(use_running_average=not train or self.frozen_bn, name=name, **BN)
+    dtype = precision.narrowed(self.dtype)
+    bn = lambda name: nn.BatchNorm(use_running_average=not train or self.frozen_bn, name=name,
+                                   dtype=dtype, **BN)
     x = inputs
     hidden = self.filters_in * self.stage.expand
     if self.stage.expand != 1:
-      x = relu6(bn("bn0")(nn.Conv(hidden, (1, 1), use_bias=False, name="expand_conv")(x)))
+      x = relu6(bn("bn0")(nn.Conv(hidden, (1, 1), use_bias=False, dtype=dtype,
+                                  name="expand_conv")(x)))
     k = self.stage.kernel
-    x = DepthwiseConv(k, self.stride, self.grouped_depthwise, name="depthwise_conv")(x)
+    x = DepthwiseConv(k, self.stride, self.grouped_depthwise, dtype=dtype,
+                      name="depthwise_conv")(x)
     x = relu6(bn("bn1")(x))
-    x = bn("bn2")(nn.Conv(self.stage.filters_out, (1, 1), use_bias=False, name="project_conv")(x))
+    x = bn("bn2")(nn.Conv(self.stage.filters_out, (1, 1), use_bias=False, dtype=dtype,
+                          name="project_conv")(x))
     if self.stride == 1 and self.filters_in == self.stage.filters_out:
       if train and self.drop_connect > 0:  # Stochastic depth: drop the whole residual branch.
         keep = 1.0 - self.drop_connect
@@ -162,14 +173,19 @@ class EfficientNetLite(nn.Module):
   include_top: bool = True  # False: the pooled 1280-wide features.
   frozen_bn: bool = False   # BatchNorm always uses (and keeps) its running statistics.
   grouped_depthwise: bool = False  # Depthwise as grouped convolutions: for export (DepthwiseConv).
+  # Compute dtype (precision.py): the parameters and BatchNorm's statistics stay float32, the
+  # output (logits or pooled features) comes back in float32.
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x, train: bool = False):
     if self.variant not in VARIANTS:
       raise ValueError(f"variant must be one of {sorted(VARIANTS)}, got {self.variant!r}.")
+    dtype = precision.narrowed(self.dtype)
     use_running = not train or self.frozen_bn
-    x = nn.Conv(STEM, (3, 3), strides=2, padding="SAME", use_bias=False, name="conv_stem")(x)
-    x = relu6(nn.BatchNorm(use_running_average=use_running, name="bn0", **BN)(x))
+    x = nn.Conv(STEM, (3, 3), strides=2, padding="SAME", use_bias=False, dtype=dtype,
+                name="conv_stem")(x)
+    x = relu6(nn.BatchNorm(use_running_average=use_running, dtype=dtype, name="bn0", **BN)(x))
 
     plan = stages(self.variant)
     total = sum(s.repeats for s in plan)
@@ -179,14 +195,14 @@ class EfficientNetLite(nn.Module):
         x = MBConv(stage, stride=stage.stride if r == 0 else 1,
                    filters_in=stage.filters_in if r == 0 else stage.filters_out,
                    drop_connect=DROP_CONNECT * index / total, frozen_bn=self.frozen_bn,
-                   grouped_depthwise=self.grouped_depthwise,
+                   grouped_depthwise=self.grouped_depthwise, dtype=dtype,
                    name=f"blocks_{index}")(x, train)
         index += 1
 
-    x = nn.Conv(HEAD, (1, 1), use_bias=False, name="conv_head")(x)
-    x = relu6(nn.BatchNorm(use_running_average=use_running, name="bn1", **BN)(x))
+    x = nn.Conv(HEAD, (1, 1), use_bias=False, dtype=dtype, name="conv_head")(x)
+    x = relu6(nn.BatchNorm(use_running_average=use_running, dtype=dtype, name="bn1", **BN)(x))
     x = x.mean(axis=(1, 2))
     if not self.include_top:
-      return x
+      return precision.to_float32(x, dtype)
     x = nn.Dropout(VARIANTS[self.variant][3], deterministic=not train)(x)
-    return nn.Dense(self.num_classes, name="fc")(x)
+    return precision.to_float32(nn.Dense(self.num_classes, dtype=dtype, name="fc")(x), dtype)

@@ -21,11 +21,14 @@ gradient). ``Conv`` is a drop-in for ``nn.Conv`` (NHWC, HWIO kernel, same parame
 from __future__ import annotations
 
 import functools
+from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 from jax import lax
+
+from playbook.models import precision
 
 DIMENSION_NUMBERS = ("NHWC", "HWIO", "NHWC")
 
@@ -122,15 +125,18 @@ class Conv(nn.Module):
   frozen_kernel: bool = False  # No gradient to the kernel (so none is computed), e.g. a fixed
                                # whitening layer; the bias still trains.
   kernel_init: nn.initializers.Initializer = nn.initializers.lecun_normal()
+  dtype: Any = jnp.float32  # Compute dtype (precision.py): input, kernel and bias cast to it.
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     k = self.kernel_size
+    x = precision.cast(x, self.dtype)
     kernel = self.param("kernel", self.kernel_init, (k, k, x.shape[-1], self.features))
     kernel = kernel.astype(x.dtype)
     if self.frozen_kernel:
       kernel = jax.lax.stop_gradient(kernel)
     y = conv2d(x, kernel, self.padding) if self.fast else xla_conv(x, kernel, self.padding)
     if self.use_bias:
-      y = y + self.param("bias", nn.initializers.zeros, (self.features,))
+      y = y + precision.cast(self.param("bias", nn.initializers.zeros, (self.features,)),
+                             self.dtype)
     return y

@@ -25,6 +25,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from playbook.models import precision
+
 # The recurrent state: (h, c), each (num_layers, batch, hidden).
 Carry = tuple[jax.Array, jax.Array]
 
@@ -34,8 +36,10 @@ def lstm_cell(w_h: jax.Array, carry: tuple[jax.Array, jax.Array], x_proj: jax.Ar
   h, c = carry
   gates = x_proj + h @ w_h
   i, f, g, o = jnp.split(gates, 4, axis=-1)
-  c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
-  h = jax.nn.sigmoid(o) * jnp.tanh(c)
+  # Each state keeps its dtype: in mixed precision h (and the gates) in the compute dtype, the
+  # cell state c, a running sum over the whole sequence, in float32 (no-op casts otherwise).
+  c = (jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)).astype(c.dtype)
+  h = (jax.nn.sigmoid(o) * jnp.tanh(c)).astype(h.dtype)
   return (h, c), h
 
 
@@ -64,9 +68,13 @@ class CharLSTM(nn.Module):
   num_layers: int = 2
   dropout: float = 0.5
   unroll: int = 1  # lax.scan unroll: steps per loop iteration (a speed knob, same numbers).
+  # Compute dtype (precision.py): the weights, matmuls, gates and h cast to it; the parameters,
+  # the cell state c, the logits and the carried (h, c) stay float32.
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, tokens: jax.Array, carry: Carry, *, train: bool) -> tuple[jax.Array, Carry]:
+    dtype = precision.narrowed(self.dtype)
     h0, c0 = carry
     x = tokens.T  # Time-major (T, B): the scan walks the leading axis.
     new_h, new_c = [], []
@@ -76,16 +84,17 @@ class CharLSTM(nn.Module):
       w_h = self.param(f"w_h_{layer}", nn.initializers.orthogonal(column_axis=-1),
                        (self.hidden, 4 * self.hidden))
       b = self.param(f"b_{layer}", _forget_bias_one, (4 * self.hidden,))
+      w_x, w_h, b = (precision.cast(w, dtype) for w in (w_x, w_h, b))
       # Hoisted out of the scan: every time step's input projection in one op.
       x_proj = (jnp.take(w_x, x, axis=0) if layer == 0 else x @ w_x) + b
       # index_in_dim (a slice), not h0[layer]: with a symbolic batch size jnp indexing becomes a
       # dynamic gather, which TFLite cannot hold. The same numbers.
-      layer_carry = tuple(jax.lax.index_in_dim(s, layer, keepdims=False) for s in (h0, c0))
-      (h, c), x = lstm_scan(w_h, layer_carry, x_proj, self.unroll)
-      new_h.append(h)
+      h, c = (jax.lax.index_in_dim(s, layer, keepdims=False) for s in (h0, c0))
+      (h, c), x = lstm_scan(w_h, (precision.cast(h, dtype), c), x_proj, self.unroll)
+      new_h.append(precision.to_float32(h, dtype))
       new_c.append(c)
       x = nn.Dropout(self.dropout, deterministic=not train)(x)  # Between layers, and before fc.
-    logits = nn.Dense(self.vocab_size, name="fc")(x)
+    logits = precision.to_float32(nn.Dense(self.vocab_size, dtype=dtype, name="fc")(x), dtype)
     return logits.transpose(1, 0, 2), (jnp.stack(new_h), jnp.stack(new_c))
 
   def step(self, token: jax.Array, carry: Carry) -> tuple[jax.Array, Carry]:

@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import flax.linen as nn
 import jax.numpy as jnp
+
+from playbook.models import precision
 
 
 class MLP(nn.Module):
   hidden: Sequence[int]
   num_classes: int
   dropout: float = 0.0
+  dtype: Any = jnp.float32  # Compute dtype (precision.py); the parameters stay float32.
 
   @nn.compact
   def __call__(self, x: jnp.ndarray, *, train: bool) -> jnp.ndarray:
+    dtype = precision.narrowed(self.dtype)
     x = x.reshape(x.shape[0], -1)
     for width in self.hidden:
-      x = nn.relu(nn.Dense(width)(x))
+      x = nn.relu(nn.Dense(width, dtype=dtype)(x))
       x = nn.Dropout(self.dropout, deterministic=not train)(x)
-    return nn.Dense(self.num_classes)(x)
+    return precision.to_float32(nn.Dense(self.num_classes, dtype=dtype)(x), dtype)

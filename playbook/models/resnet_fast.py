@@ -16,10 +16,13 @@ image and its mirror image (``tta_flip``).
 
 from __future__ import annotations
 
+from typing import Any
+
 import flax.linen as nn
 import jax.numpy as jnp
 import numpy as np
 
+from playbook.models import precision
 from playbook.models.fast_conv import Conv, max_pool_2x2
 
 
@@ -62,13 +65,15 @@ class ConvGroup(nn.Module):
   width: int
   bn_momentum: float
   fast_conv: bool
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x, *, train: bool):
+    dtype = precision.narrowed(self.dtype)  # BatchNorm's statistics stay float32 (flax's own).
     bn = lambda: nn.BatchNorm(use_running_average=not train, momentum=self.bn_momentum,
-                              epsilon=1e-12, use_scale=False)
+                              epsilon=1e-12, use_scale=False, dtype=dtype)
     conv = lambda: Conv(self.width, use_bias=False, fast=self.fast_conv,
-                        kernel_init=dirac_conv_init)
+                        kernel_init=dirac_conv_init, dtype=dtype)
     x = conv()(x)
     x = max_pool_2x2(x, fast=self.fast_conv)
     x = nn.gelu(bn()(x))
@@ -84,16 +89,19 @@ class FastResNet(nn.Module):
   logit_scale: float = 1 / 9
   tta_flip: bool = True         # Eval mode: mean logits of the image and its mirror.
   fast_conv: bool = True
+  dtype: Any = jnp.float32  # Compute dtype (precision.py); the parameters stay float32.
 
   def features(self, x, train: bool):
+    dtype = precision.narrowed(self.dtype)
     x = Conv(self.whiten_width, kernel_size=2, padding="VALID", frozen_kernel=True,
-             fast=self.fast_conv, name="whiten")(x)
+             fast=self.fast_conv, dtype=dtype, name="whiten")(x)
     x = nn.gelu(x)
     for width in self.widths:
-      x = ConvGroup(width, self.bn_momentum, self.fast_conv)(x, train=train)
+      x = ConvGroup(width, self.bn_momentum, self.fast_conv, dtype)(x, train=train)
     x = jnp.max(x, axis=(1, 2))
-    head = nn.Dense(self.num_classes, use_bias=False, kernel_init=torch_default_init, name="head")
-    return head(x) * self.logit_scale
+    head = nn.Dense(self.num_classes, use_bias=False, kernel_init=torch_default_init,
+                    dtype=dtype, name="head")
+    return precision.to_float32(head(x), dtype) * self.logit_scale
 
   @nn.compact
   def __call__(self, x: jnp.ndarray, *, train: bool) -> jnp.ndarray:

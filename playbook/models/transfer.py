@@ -29,9 +29,10 @@ from playbook.weights import load_efficientnet_lite0, load_vgg
 class Backbone:
   name: str
   image_size: int
-  # (frozen_bn, export) -> module(images, train) -> feature vectors. export: the same function
-  # and parameters from the ops export formats have kernels for (where training uses faster ones).
-  make: Callable[[bool, bool], nn.Module]
+  # (frozen_bn, export, dtype) -> module(images, train) -> feature vectors (float32). export: the
+  # same function and parameters from the ops export formats have kernels for (where training
+  # uses faster ones); dtype: the compute dtype (models/precision.py), float32 by default.
+  make: Callable[..., nn.Module]
   load: Callable[[], dict]           # -> pretrained {"params", ["batch_stats"]}.
   preprocess: Callable[[jax.Array], jax.Array]  # RGB 0..255 -> the backbone's input.
   top_blocks: tuple[str, ...]        # Parameter-name prefixes unfrozen in finetune mode.
@@ -39,14 +40,17 @@ class Backbone:
 
 BACKBONES = {
     # VGG16 conv base; features = global average and max of block5_conv3 (1024).
-    "vgg16": Backbone("vgg16", 224, lambda frozen_bn, export=False: vgg.VGG(16, pooling="avgmax"),
+    "vgg16": Backbone("vgg16", 224,
+                      lambda frozen_bn, export=False, dtype=jnp.float32: vgg.VGG(
+                          16, pooling="avgmax", dtype=dtype),
                       lambda: {"params": load_vgg(16)}, vgg.preprocess,
                       top_blocks=("block5_",)),
     # EfficientNet-Lite0 up to its 1280-wide head conv, average-pooled.
     "efficientnet_lite0": Backbone(
         "efficientnet_lite0", 224,
-        lambda frozen_bn, export=False: efficientnet_lite.EfficientNetLite(
-            "lite0", include_top=False, frozen_bn=frozen_bn, grouped_depthwise=export),
+        lambda frozen_bn, export=False, dtype=jnp.float32: efficientnet_lite.EfficientNetLite(
+            "lite0", include_top=False, frozen_bn=frozen_bn, grouped_depthwise=export,
+            dtype=dtype),
         lambda: load_efficientnet_lite0(include_top=False), efficientnet_lite.preprocess,
         top_blocks=("blocks_14", "blocks_15", "conv_head", "bn1")),
 }
@@ -119,10 +123,10 @@ def with_pretrained(variables: dict, pretrained: dict) -> dict:
 CHUNK = 200  # Images per cached file: a killed extraction resumes from the last whole chunk.
 
 
-def features_fn(backbone: Backbone, variables: dict, flip: bool):
-  """A jitted ``images (uint8) -> features`` (rows: the images, then, with ``flip``, their
-  mirror images)."""
-  module = backbone.make(True)
+def features_fn(backbone: Backbone, variables: dict, flip: bool, dtype=jnp.float32):
+  """A jitted ``images (uint8) -> features`` (float32; rows: the images, then, with ``flip``,
+  their mirror images), the backbone computing in ``dtype``."""
+  module = backbone.make(True, dtype=dtype)
 
   @jax.jit
   def fn(images):
@@ -137,12 +141,15 @@ def features_fn(backbone: Backbone, variables: dict, flip: bool):
 def cached_features(backbone: Backbone, variables: dict, paths: Sequence[Path], cache_dir: Path,
                     *, flip: bool = False, image_size: int | None = None,
                     batch_size: int = 25, progress: bool = True,
-                    resize: str = "crop") -> np.ndarray:
+                    resize: str = "crop", dtype=jnp.float32) -> np.ndarray:
   """Backbone features of ``paths``, shape (n, d), or (n, 2, d) with ``flip`` (original,
-  mirrored), read from ``cache_dir`` when a previous run computed them for the same files."""
+  mirrored), read from ``cache_dir`` when a previous run computed them for the same files (and
+  the same compute ``dtype``)."""
   image_size = image_size or backbone.image_size
+  dtype = jnp.dtype(dtype)
   manifest = {"backbone": backbone.name, "image_size": image_size, "flip": flip,
               **({"resize": resize} if resize != "crop" else {}),
+              **({"dtype": dtype.name} if dtype != jnp.float32 else {}),
               "files": [str(p) for p in paths]}
   manifest_path = cache_dir / "manifest.json"
   if manifest_path.exists() and json.loads(manifest_path.read_text()) != manifest:
@@ -160,7 +167,7 @@ def cached_features(backbone: Backbone, variables: dict, paths: Sequence[Path], 
       chunks.append(np.load(chunk_file))
       bar.update(n)
       continue
-    fn = fn or features_fn(backbone, variables, flip)
+    fn = fn or features_fn(backbone, variables, flip, dtype)
     rows = []
     for images in image_batches(paths[start:start + n], image_size, batch_size, resize=resize):
       real = len(images)

@@ -20,12 +20,12 @@ activations; for style transfer's CPU speed. The default ``"xla"`` is ``nn.Conv`
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import flax.linen as nn
 import jax.numpy as jnp
 
-from playbook.models import winograd
+from playbook.models import precision, winograd
 
 # Convolutions per block: configuration D (VGG16) and E (VGG19).
 BLOCK_DEPTHS = {16: (2, 2, 3, 3, 3), 19: (2, 2, 4, 4, 4)}
@@ -74,6 +74,9 @@ class VGG(nn.Module):
   # Without the top: None (feature map), "avg", "max" or "avgmax" (both, concatenated).
   pooling: str | None = None
   conv_impl: str = "xla"  # "xla" (nn.Conv) or "winograd" (winograd.Conv, same parameters).
+  # Compute dtype (precision.py): the parameters stay float32; the activations ``outputs=``
+  # returns are in this dtype, the final output (features or logits) in float32.
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x: jnp.ndarray, outputs: Sequence[str] | None = None, train: bool = False):
@@ -103,13 +106,14 @@ class VGG(nn.Module):
 
     if self.include_top:
       x = x.reshape(x.shape[0], -1)  # Row-major NHWC flatten, as Keras's Flatten.
-      x = nn.relu(nn.Dense(4096, name="fc1")(x))
+      dtype = precision.narrowed(self.dtype)
+      x = nn.relu(nn.Dense(4096, dtype=dtype, name="fc1")(x))
       if keep("fc1", x):
         return found
-      x = nn.relu(nn.Dense(4096, name="fc2")(x))
+      x = nn.relu(nn.Dense(4096, dtype=dtype, name="fc2")(x))
       if keep("fc2", x):
         return found
-      x = nn.Dense(self.num_classes, name="predictions")(x)
+      x = nn.Dense(self.num_classes, dtype=dtype, name="predictions")(x)
       if keep("predictions", x):
         return found
     elif self.pooling == "avg":
@@ -118,12 +122,13 @@ class VGG(nn.Module):
       x = x.max(axis=(1, 2))
     elif self.pooling == "avgmax":
       x = jnp.concatenate([x.mean(axis=(1, 2)), x.max(axis=(1, 2))], axis=-1)
-    return x
+    return precision.to_float32(x, self.dtype)
 
   def _conv(self, width: int, name: str) -> nn.Module:
+    dtype = precision.narrowed(self.dtype)
     if self.conv_impl == "winograd":
-      return winograd.Conv(width, name=name)
-    return nn.Conv(width, (3, 3), padding="SAME", name=name)
+      return winograd.Conv(width, dtype=dtype, name=name)
+    return nn.Conv(width, (3, 3), padding="SAME", dtype=dtype, name=name)
 
   def _check_outputs(self, outputs) -> set[str] | None:
     if outputs is None:

@@ -38,6 +38,7 @@ with and without ``MALLOC_ARENA_MAX=1 MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=
 from __future__ import annotations
 
 import functools
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -45,6 +46,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from playbook.models import precision
 from playbook.models.fast_conv import xla_conv
 
 # (B^T, G, A^T) for output tile m: B^T (t, t), G (t, 3), A^T (m, t), t = m + 2.
@@ -102,6 +104,7 @@ def kernel_transform(kernel: jax.Array, m: int, rotate: bool = False) -> jax.Arr
   if rotate:
     gg = gg[:, :, ::-1, ::-1]
   gg = gg.reshape(t * t, 9).astype(np.float32)
+  kernel = kernel.astype(jnp.promote_types(kernel.dtype, jnp.float32))  # float32 at least.
   u = jnp.matmul(gg, kernel.reshape(9, -1), precision=lax.Precision.HIGHEST)
   return u.reshape(t * t, *kernel.shape[2:])
 
@@ -124,18 +127,22 @@ def winograd_conv(x: jax.Array, kernel: jax.Array, m: int = 2, *,
 
   ``transposed=True`` convolves with the kernel rotated 180 degrees and its channels swapped
   (the input gradient's kernel), without moving the weights: the rotation is in the transform's
-  constants and the swap in the matmul's contraction."""
+  constants and the swap in the matmul's contraction.
+
+  In a narrower dtype than float32 (mixed precision), the multiplies run in ``x``'s dtype and the
+  result comes back in it; the kernel transform and the transforms with constants other than
+  +-1 (F(4x4)'s) run in float32, where their rounding is not amplified."""
   if kernel.shape[:2] != (3, 3):
     raise ValueError(f"Winograd here is for 3x3 kernels, got {kernel.shape[:2]}.")
   if m not in MATRICES:
     raise ValueError(f"tile m must be one of {sorted(MATRICES)}, got {m}.")
   n, h, w, _ = x.shape
-  v = input_transform(x, m)
-  u = kernel_transform(kernel.astype(x.dtype), m, rotate=transposed)
+  v = input_transform(x, m).astype(x.dtype)  # Casts: no-ops in float32.
+  u = kernel_transform(kernel.astype(x.dtype), m, rotate=transposed).astype(x.dtype)
   # The multiplies: (t*t, tiles, C_in) @ (t*t, C_in, C_out), or @ its transpose.
   mm = jnp.einsum("tpc,tkc->tpk" if transposed else "tpc,tck->tpk", v, u)
   th, tw = -(-h // m), -(-w // m)
-  return output_transform(mm, m, n, th, tw)[:, :h, :w]
+  return output_transform(mm, m, n, th, tw)[:, :h, :w].astype(x.dtype)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
@@ -188,9 +195,11 @@ class Conv(nn.Module):
   tile: int = 0
   use_bias: bool = True
   kernel_init: nn.initializers.Initializer = nn.initializers.lecun_normal()
+  dtype: Any = jnp.float32  # Compute dtype (precision.py): input, kernel and bias cast to it.
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
+    x = precision.cast(x, self.dtype)
     kernel = self.param("kernel", self.kernel_init, (3, 3, x.shape[-1], self.features))
     kernel = kernel.astype(x.dtype)
     m = self.tile or choose_tile(x.shape[1], x.shape[2], x.shape[-1])

@@ -14,6 +14,10 @@ jcjohnson/neural-style: the weights then mean the same thing at every image size
 coarse-to-fine schedule needs. Per layer, Gatys' E_l = 1/(4 N^2 M^2) sum (G - A)^2 is our
 mean (G - A)^2 times C^2/4. Everything here is a pure function; the backbone's parameters are an
 argument and are never differentiated (only the image is optimised, ``stylize/optimize.py``).
+
+In mixed precision (``config.precision='bfloat16'``) the backbone's activations arrive in
+bfloat16; the losses take them to float32 first, so the Gram matrices (sums over every pixel)
+and the squared differences are float32.
 """
 
 from __future__ import annotations
@@ -25,17 +29,22 @@ import jax
 import jax.numpy as jnp
 
 
+def float32(x: jax.Array) -> jax.Array:
+  """``x`` in float32 if it is narrower (bfloat16 activations); as it is otherwise."""
+  return x.astype(jnp.promote_types(x.dtype, jnp.float32))
+
+
 def gram_matrix(features: jax.Array) -> jax.Array:
-  """(N, H, W, C) activations -> (N, C, C) channel correlations, divided by H*W*C."""
+  """(N, H, W, C) activations -> (N, C, C) channel correlations, divided by H*W*C (float32)."""
   n, h, w, c = features.shape
-  flat = features.reshape(n, h * w, c)
+  flat = float32(features).reshape(n, h * w, c)
   return jnp.einsum("npc,npd->ncd", flat, flat) / (h * w * c)
 
 
 def content_loss(features: Mapping[str, jax.Array], targets: Mapping[str, jax.Array],
                  layer_weights: Mapping[str, float]) -> jax.Array:
   """Weighted mean squared difference of the activations at the content layers."""
-  return sum(w * jnp.mean(jnp.square(features[name] - targets[name]))
+  return sum(w * jnp.mean(jnp.square(float32(features[name]) - float32(targets[name])))
              for name, w in layer_weights.items())
 
 

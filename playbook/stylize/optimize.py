@@ -25,6 +25,7 @@ import optax
 
 from playbook.data.images import read_rgb
 from playbook.models import vgg
+from playbook.models.precision import compute_dtype
 from playbook.run import plots
 from playbook.stylize import colors, images
 from playbook.stylize.losses import StyleObjective
@@ -39,7 +40,7 @@ STYLE_LAYERS = {f"block{b}_conv1": 0.2 for b in range(1, 6)}
 def make_objective(config: ml_collections.ConfigDict) -> StyleObjective:
   return StyleObjective(
       backbone=vgg.VGG(depth=config.backbone.depth, include_top=False,
-                       conv_impl=config.backbone.conv_impl),
+                       conv_impl=config.backbone.conv_impl, dtype=compute_dtype(config)),
       content_layers=dict(config.loss.content_layers), style_layers=dict(config.loss.style_layers),
       content_weight=config.loss.content_weight, style_weight=config.loss.style_weight,
       tv_weight=config.loss.tv_weight)

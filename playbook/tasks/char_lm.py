@@ -243,7 +243,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
   if parallel.is_main_process():
     vocab.save(workdir / VOCAB_FILE)
 
-  model = models.build(config.model, len(vocab))
+  model = models.build(config.model, len(vocab), dtype=models.precision.compute_dtype(config))
   batch_size, seq_len = config.train.batch_size, config.data.seq_len
   steps_per_epoch = len(train["inputs"]) // batch_size
   writer = MetricWriter(workdir, tensorboard=config.tensorboard)

@@ -226,7 +226,7 @@ class Learner:
 def flax_learner(config: ml_collections.ConfigDict, num_classes: int, train_x: np.ndarray,
                  steps_per_epoch: int) -> Learner:
   """A ``models.build`` network trained by autodiff with ``make_optimizer``."""
-  model = models.build(config.model, num_classes)
+  model = models.build(config.model, num_classes, dtype=models.precision.compute_dtype(config))
   preprocess = make_preprocess(config.data)
   sample = jnp.zeros((1, *train_x.shape[1:]), jnp.float32)
   if config.model.name == "fast_resnet":  # First layer: whitening of the data's 2x2 patches.

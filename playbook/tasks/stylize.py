@@ -85,6 +85,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
       "loss.tv_weight": schema.NON_NEGATIVE, "optim.learning_rate": schema.POSITIVE,
       "optim.memory_size": schema.POSITIVE_INT, "optim.max_linesearch_steps": schema.POSITIVE_INT,
       "backbone.depth": schema.one_of(16, 19), "gif_every": schema.NON_NEGATIVE_INT,
+      "precision": schema.TRAINING["precision"],
   })
   if len(config.sizes) != len(config.steps):
     raise ConfigError(f"config.sizes {tuple(config.sizes)} and config.steps "

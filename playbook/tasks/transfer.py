@@ -26,7 +26,7 @@ import numpy as np
 from playbook.data import augment
 from playbook.data.image_folder import FileSplit, image_folder_split
 from playbook.data.images import image_batches, load_image
-from playbook.models import transfer
+from playbook.models import precision, transfer
 from playbook.run import plots, rundir
 from playbook.run.writer import MetricWriter
 from playbook.tasks import Predictor, classify, schema
@@ -145,8 +145,8 @@ def frozen_setup(config, workdir: Path, backbone, splits):
   variables = transfer.pretrained_variables(backbone.name)
   extract = lambda files, name, flip: transfer.cached_features(
       backbone, variables, files.paths, cache / name, flip=flip,
-      image_size=image_size(config, backbone),
-      batch_size=config.features.batch_size, progress=config.progress)
+      image_size=image_size(config, backbone), batch_size=config.features.batch_size,
+      progress=config.progress, dtype=precision.compute_dtype(config))
   train_x = extract(train, "train", config.features.flip)
   train_y = train.labels
   if config.features.flip:  # Mirror images as extra training examples.
@@ -187,7 +187,8 @@ def finetune_optim(config):
 def finetune_net(config, backbone, num_classes: int, num_train: int):
   """Backbone + head from the pretrained weights, and an optimiser that moves only the head and
   the backbone's top blocks."""
-  model = transfer.TransferNet(backbone.make(True), num_classes, config.head.dropout)
+  model = transfer.TransferNet(backbone.make(True, dtype=precision.compute_dtype(config)),
+                               num_classes, config.head.dropout)
   size = image_size(config, backbone)
 
   def init_fn(rng):
@@ -351,7 +352,8 @@ def predictor(config: ml_collections.ConfigDict, workdir: str | Path) -> Predict
   class_names = json.loads(rundir.run_file(workdir, "classes.json").read_text())
   model, variables, _, stats = restore_head(config, workdir, class_names)
   if stats is not None:
-    features = transfer.features_fn(backbone, transfer.pretrained_variables(backbone.name), False)
+    features = transfer.features_fn(backbone, transfer.pretrained_variables(backbone.name), False,
+                                    precision.compute_dtype(config))
     preprocess = lambda images: (features(images) - stats["mean"]) / stats["std"]
   else:
     preprocess = backbone.preprocess
@@ -384,6 +386,8 @@ def exporter(config: ml_collections.ConfigDict, workdir: str | Path, *, seed_ind
                                                seed_index=seed_index)
   if config.mode == "frozen":
     model = transfer.FrozenTransferNet(backbone.make(True), len(class_names))
+  else:  # An export computes in float32 whatever the run's precision (its weights are float32).
+    model = model.clone(backbone=backbone.make(True))
   # The export holds the backbone's export form (Lite0: grouped depthwise convolutions).
   export_model = model.clone(backbone=backbone.make(True, export=True))
   if config.mode == "frozen":  # The pretrained backbone under backbone/, as TransferNet has it.
