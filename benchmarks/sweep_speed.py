@@ -10,6 +10,13 @@ learning rate with ``--config.optim.learning_rate=<lr>`` (a fresh process each: 
 checks and compilation included, as a user running them one by one pays). The ratio is
 sequential wall time over sweep wall time; the test accuracies of both are kept, to show the
 sweep trains the same models.
+
+Then, in this process, where the time of a sweep goes (``--probe_steps``, 0 skips it): the
+trainer's jitted epoch (``loop.make_train_epoch``, augmentation on) timed per step for one model
+and for the 8-rate sweep, per model, against the machine's float32 matmul rate (a 2048^2
+``jnp.dot``). When one model's step already runs near that rate, stacking 8 models in one program
+cannot make each faster; the sweep's gain is then the start-up, data checks and compilation the
+sequential runs pay 8 times.
 """
 
 from __future__ import annotations
@@ -23,7 +30,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.harness import command, environment, positive_int, write_json
+from benchmarks.harness import (command, environment, median, positive_int,
+                                training_flops_per_example, write_json)
 
 DEFAULT_RATES = "0.0001,0.0002,0.0005,0.001,0.002,0.005,0.01,0.02"
 
@@ -41,10 +49,73 @@ def launch(workdir: Path, epochs: int, *flags: str) -> tuple[float, dict]:
   return seconds, json.loads((workdir / "results.json").read_text())
 
 
+def step_probe(rates: str, num_steps: int, repeats: int = 5) -> dict:
+  """ms per train step of one mnist_mlp model and of the sweep of ``rates`` (per model), and
+  the matmul rate they are measured against; median of ``repeats`` calls of ``num_steps``."""
+  import jax
+  import jax.numpy as jnp
+  from benchmarks.jax_epoch import study_config
+  from playbook import parallel
+  from playbook.data import augment
+  from playbook.tasks import classify
+  from playbook.train import loop, steps, sweep
+
+  base = study_config("mnist_mlp")
+  data = classify.load_data(base.data)
+  mesh = parallel.make_mesh()
+  batch = base.train.batch_size
+  rows = parallel.shard_rows({"image": data.train.x[:batch * num_steps],
+                              "label": data.train.y[:batch * num_steps]}, mesh)
+  augment_fn = augment.image_augmenter(max_shift=base.augment.max_shift,
+                                       flip_lr=base.augment.flip_lr)
+
+  def per_step_ms(config) -> float:
+    swept = sweep.parse(config)
+    models = swept.num_models if swept else 1
+    learner = classify.flax_learner(config, 10, data.train.x, num_steps)
+    state = loop.init_states(learner.init_fn, learner.tx, 0, models, mesh,
+                             seed_cycle=swept.seeds if swept else None)
+    if swept:
+      state = loop.with_hyperparams(state, swept.hparams())
+    epoch = loop.make_train_epoch(state, train_step=steps.make_train_step(learner.loss_fn),
+                                  batch_size=batch, num_examples=rows.num_examples, mesh=mesh,
+                                  num_seeds=models, augment_fn=augment_fn)
+    seconds = []
+    for e in range(repeats + 1):  # The first call compiles.
+      start = time.perf_counter()
+      state, metrics = epoch(state, rows.arrays, e)
+      jax.block_until_ready((state, metrics))
+      seconds.append(time.perf_counter() - start)
+    return 1000 * median(seconds[1:]) / num_steps / models
+
+  swept_config = base.copy_and_resolve_references()
+  swept_config.sweep.learning_rate = rates
+  single, per_model = per_step_ms(base), per_step_ms(swept_config)
+  n = 2048
+  a = jnp.ones((n, n), jnp.float32)
+  dot = jax.jit(jnp.dot)
+  jax.block_until_ready(dot(a, a))
+  times = []
+  for _ in range(repeats):
+    start = time.perf_counter()
+    jax.block_until_ready(dot(a, a))
+    times.append(time.perf_counter() - start)
+  matmul_gflops = 2 * n ** 3 / median(times) / 1e9
+  flops = training_flops_per_example(base)[1] * batch
+  return {"steps_per_call": num_steps, "batch_size": batch,
+          "single_model_ms_per_step": single, "sweep_ms_per_step_per_model": per_model,
+          "sweep_over_single_per_model": per_model / single,
+          "matmul_gflop_s": matmul_gflops,
+          "single_model_gflop_s": flops / (single / 1000) / 1e9,
+          "single_model_fraction_of_matmul_rate": flops / (single / 1000) / 1e9 / matmul_gflops}
+
+
 def main(argv=None) -> dict:
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--epochs", type=positive_int, default=3)
   parser.add_argument("--learning_rates", default=DEFAULT_RATES)
+  parser.add_argument("--probe_steps", type=int, default=100,
+                      help="Steps per timed call of the per-step probe (0 skips it).")
   parser.add_argument("--out", default="benchmarks/results/sweep_speed.json")
   args = parser.parse_args(argv)
   rates = [float(r) for r in args.learning_rates.split(",")]
@@ -67,8 +138,14 @@ def main(argv=None) -> dict:
       "test_accuracy_sweep": [v["test_accuracy"]["mean"] for v in swept["variants"]],
       "test_accuracy_sequential": accuracies,
       "load_average_1min": {"start": load_start, "end": os.getloadavg()[0]},
-      "environment": environment(),
   }
+  if args.probe_steps:
+    report["per_step"] = probe = step_probe(args.learning_rates, args.probe_steps)
+    print(f"per step: one model {probe['single_model_ms_per_step']:.2f} ms "
+          f"({probe['single_model_fraction_of_matmul_rate']:.0%} of the {probe['matmul_gflop_s']:.0f}"
+          f" GFLOP/s matmul rate), in the sweep {probe['sweep_ms_per_step_per_model']:.2f} ms per "
+          "model")
+  report["environment"] = environment()
   write_json(args.out, report)
   print(f"{len(rates)} learning rates, {args.epochs} epochs of mnist_mlp: one program "
         f"{sweep_s:.0f} s, {len(rates)} sequential runs {sum(sequential):.0f} s: "

@@ -138,8 +138,8 @@ def parse_flags(argv):
     if swept:
       print(f"error: {swept[0].split('=')[0][2:]} cannot be swept in one program: only values "
             "that enter the training step as numbers can (this config's config.sweep keys); "
-            "a value that changes shapes or the program (a layer width, the model, dropout) "
-            "needs separate runs (then compare them with python -m launch.compare).",
+            "a value that changes shapes or the program (a layer width, the model, the "
+            "optimiser) needs separate runs (then compare them with python -m launch.compare).",
             file=sys.stderr)
       sys.exit(2)
     print(f"error: unknown config key {key!r} in {overrides}. The config's keys are in its "

@@ -5,6 +5,7 @@
     python -m launch.report --add runs/mnist_cnn [--command "python -m launch.main ..."]
     python -m launch.report --add-gpu-json benchmarks/results/gpu_h200.json \\
         --command "python -m launch.main --config=experiments/cifar10_fast.py ..."
+    python -m launch.report --add-precision runs/mnist_mlp runs/mnist_mlp_bf16
     python -m launch.report --write                       # rewrites the generated blocks
     python -m launch.report --check                       # exit 1 if a generated block is stale
     python -m launch.report --images                      # refreshes docs/img/ from runs/, results/
@@ -14,7 +15,8 @@
 rebuilt from config.json (the study's config file and every value that differs from its
 defaults, checked by parsing it back). A run of the same config and seed replaces the one
 recorded; ``--replace`` first drops everything recorded for that study on that machine.
-``--add-gpu-json`` records the rows of a device JSON (``benchmarks/device/collect.py``) whose
+``--add-precision F32_DIR BF16_DIR`` records a float32 run and its bfloat16 twin for the README's
+mixed-precision table (``playbook/run/precision_report.py``). ``--add-gpu-json`` records the rows of a device JSON (``benchmarks/device/collect.py``) whose
 config is the one ``--command`` gives, one run per seed. ``PLAYBOOK_RESULTS_DIR`` moves
 ``results/`` (the tests use it).
 """
@@ -26,7 +28,9 @@ import os
 import sys
 from pathlib import Path
 
+from playbook.run import precision_report
 from playbook.run import results as res
+from playbook.run.rundir import RunDirError
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -35,6 +39,8 @@ def main(argv: list[str] | None = None) -> int:
   parser.add_argument("--add", metavar="DIR", help="Record a finished run directory.")
   parser.add_argument("--add-gpu-json", metavar="FILE",
                       help="Record the rows of a device JSON whose config --command gives.")
+  parser.add_argument("--add-precision", nargs=2, metavar=("F32_DIR", "BF16_DIR"),
+                      help="Record a float32 run and the same config's bfloat16 run.")
   parser.add_argument("--command", help="The launch.main command that made the run "
                       "(default for --add: rebuilt from config.json; required with "
                       "--add-gpu-json unless --study names a study run with its defaults).")
@@ -54,6 +60,8 @@ def main(argv: list[str] | None = None) -> int:
       path, messages = res.add_run(args.add, command=args.command, replace=args.replace,
                                    root=root)
       _say(path, messages)
+    elif args.add_precision:
+      _say(precision_report.add_pair(*args.add_precision, root=root), [])
     elif args.add_gpu_json:
       command = args.command
       if command is None:
@@ -82,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
       print(res.study_block(args.study, root))
     else:
       print(res.table(root))
-  except (res.ReportError, OSError) as e:
+  except (res.ReportError, RunDirError, OSError) as e:
     print(f"error: {e}", file=sys.stderr)
     return 1
   return 0

@@ -64,6 +64,11 @@ CASES = {
                                                "absent"),
     "sweep of a negative rate": (["main", MLP, "--config.sweep.learning_rate=0.1,-1"],
                                  "config.optim.learning_rate=-1.0 is not accepted", 2, "absent"),
+    "sweep of dropout 1": (["main", MLP, "--config.sweep.dropout=0.2,1"],
+                           "config.model.dropout=1.0 is not accepted", 2, "absent"),
+    "sweep of dropout in a net without it": (
+        ["main", "--config=experiments/cifar10_fast.py:quick", "--config.sweep.dropout=0.1,0.2"],
+        "the 'fast_resnet' model has no dropout rate to sweep", 2, "absent"),
     "unknown task": (["main", MLP, "--config.task=regression"],
                      "config.task='regression' is not a task; known:", 2, "absent"),
     "scratch activation": (["main", "--config=experiments/scratch_nn.py:quick",

@@ -173,3 +173,16 @@ def test_cli_errors_are_one_line_and_exit_1(tmp_path, case, message):
   assert out.returncode == 1
   assert out.stderr.splitlines() == [f"error: {run} {message}"]
   assert not (tmp_path / "cmp.md").exists()
+
+
+def test_json_holds_each_rows_figures_and_its_test(tmp_path):
+  a = write_run(tmp_path / "a", BASE)
+  b = write_run(tmp_path / "b", BETTER)
+  compare.compare([a, b], "test_accuracy", tmp_path / "cmp")
+  data = json.loads((tmp_path / "cmp.json").read_text())
+  base, other = data["rows"]
+  assert data["metric"] == "test_accuracy" and base["vs_first"] == {"test": None, "why": "baseline"}
+  assert other["num_seeds"] == len(BETTER) and other["mean"] == pytest.approx(np.mean(BETTER))
+  assert other["vs_first"]["test"] == "welch"
+  assert other["vs_first"]["p_value"] == pytest.approx(compare.welch_p(np.array(BASE),
+                                                                       np.array(BETTER)))

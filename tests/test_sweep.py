@@ -1,5 +1,5 @@
 """Hyperparameter sweeps in one program: every variant x seed trains in one vmapped program, each
-with its own optimiser hyperparameters, and each variant is what its own run would be."""
+with its own optimiser, dropout and loss hyperparameters, and each variant is what its own run would be."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -15,6 +16,7 @@ import optax
 import pytest
 
 from conftest import ROOT
+from playbook.models.dropout import Dropout
 from playbook.train import loop, sweep
 
 MLP = "--config=experiments/mnist_mlp.py:quick"
@@ -73,8 +75,44 @@ def test_injected_hyperparameters_are_data_in_each_models_state():
   optim = ml_collections.ConfigDict({"learning_rate": 0.1})
   s = sweep.Sweep(("learning_rate",), ({"learning_rate": 0.1}, {"learning_rate": 0.3}), 1)
   tx = sweep.injected(lambda o: optax.sgd(o.learning_rate), optim, s)
-  states = jax.vmap(tx.init)({"w": jnp.ones((2, 3))})
-  states = loop.with_hyperparams(states, s.hparams())
+  state = loop.init_states(lambda rng: ({"w": jnp.ones(3)}, {}), tx, seed=0, num_seeds=2)
+  state = loop.with_hyperparams(state, s.hparams())
   grads = {"w": jnp.ones((2, 3))}
-  updates, _ = jax.vmap(tx.update)(grads, states)
+  updates, _ = jax.vmap(tx.update)(grads, state.opt_state)
   np.testing.assert_allclose(updates["w"][:, 0], [-0.1, -0.3], rtol=1e-6)
+
+
+def test_model_hyperparameters_are_data_in_each_models_state():
+  config = ml_collections.ConfigDict({"num_seeds": 1, "model": {"dropout": 0.2},
+                                      "optim": {"label_smoothing": 0.0},
+                                      "sweep": {"dropout": "0.1,0.5", "label_smoothing": "0.2"}})
+  s = sweep.parse(config)
+  assert s.optimiser_names == () and s.model_names == ("dropout", "label_smoothing")
+  init_fn = lambda rng: ({"w": jnp.ones(3)}, sweep.model_hparams(config, s))
+  state = loop.init_states(init_fn, optax.sgd(0.1), seed=0, num_seeds=2)
+  state = loop.with_hyperparams(state, s.hparams())
+  np.testing.assert_allclose(state.model_state["hparams"]["dropout"], [0.1, 0.5])
+  np.testing.assert_allclose(state.model_state["hparams"]["label_smoothing"], [0.2, 0.2])
+
+
+def test_dropout_draws_flaxs_mask_and_takes_a_traced_rate():
+  x = jnp.arange(1.0, 65.0).reshape(4, 16)
+  rngs = {"dropout": jax.random.PRNGKey(3)}
+  ours = Dropout(0.3).apply({}, x, rngs=rngs)
+  np.testing.assert_array_equal(ours, nn.Dropout(0.3, deterministic=False).apply({}, x, rngs=rngs))
+  traced = jax.jit(lambda rate: Dropout(rate).apply({}, x, rngs=rngs))(jnp.float32(0.3))
+  np.testing.assert_allclose(traced, ours, rtol=1e-6)
+  assert 0.2 < float(jnp.mean(ours == 0)) < 0.4
+
+
+def test_a_dropout_and_label_smoothing_variant_is_what_its_own_run_gives(real_data_dir, tmp_path):
+  results = run(tmp_path / "sweep", "--config.sweep.dropout=0,0.5",
+                "--config.sweep.label_smoothing=0,0.3")
+  assert [v["name"] for v in results["variants"]] == [
+      "dropout=0,label_smoothing=0", "dropout=0,label_smoothing=0.3",
+      "dropout=0.5,label_smoothing=0", "dropout=0.5,label_smoothing=0.3"]
+  losses = [v["test_loss"]["mean"] for v in results["variants"]]
+  assert len(set(losses)) == 4  # Each model trained with its own rate and smoothing.
+  alone = run(tmp_path / "alone", "--config.model.dropout=0.5", "--config.optim.label_smoothing=0.3")
+  assert results["variants"][3]["test_accuracy"]["mean"] == pytest.approx(
+      alone["test_accuracy"]["mean"], abs=3e-4)

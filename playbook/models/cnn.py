@@ -18,6 +18,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from playbook.models import precision
+from playbook.models.dropout import Dropout
 from playbook.models.fast_conv import Conv, max_pool_2x2
 
 
@@ -26,7 +27,7 @@ class SeedCNN(nn.Module):
   widths: tuple[int, int] = (32, 64)
   hidden: int = 512
   conv_dropout: float = 0.25
-  dropout: float = 0.5
+  dropout: float = 0.5  # Or a traced scalar: one rate per model of a sweep (dropout.py).
   fast_conv: bool = True
   dtype: Any = jnp.float32  # Compute dtype (precision.py); the parameters stay float32.
 
@@ -37,8 +38,8 @@ class SeedCNN(nn.Module):
       x = nn.relu(Conv(width, padding="SAME", fast=self.fast_conv, dtype=dtype)(x))
       x = nn.relu(Conv(width, padding="VALID", fast=self.fast_conv, dtype=dtype)(x))
       x = max_pool_2x2(x, fast=self.fast_conv)
-      x = nn.Dropout(self.conv_dropout, deterministic=not train)(x)
+      x = Dropout(self.conv_dropout, deterministic=not train)(x)
     x = x.reshape(x.shape[0], -1)
     x = nn.relu(nn.Dense(self.hidden, dtype=dtype)(x))
-    x = nn.Dropout(self.dropout, deterministic=not train)(x)
+    x = Dropout(self.dropout, deterministic=not train)(x)
     return precision.to_float32(nn.Dense(self.num_classes, dtype=dtype)(x), dtype)

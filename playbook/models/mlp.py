@@ -8,12 +8,13 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from playbook.models import precision
+from playbook.models.dropout import Dropout
 
 
 class MLP(nn.Module):
   hidden: Sequence[int]
   num_classes: int
-  dropout: float = 0.0
+  dropout: float = 0.0  # Or a traced scalar: one rate per model of a sweep (dropout.py).
   dtype: Any = jnp.float32  # Compute dtype (precision.py); the parameters stay float32.
 
   @nn.compact
@@ -22,5 +23,5 @@ class MLP(nn.Module):
     x = x.reshape(x.shape[0], -1)
     for width in self.hidden:
       x = nn.relu(nn.Dense(width, dtype=dtype)(x))
-      x = nn.Dropout(self.dropout, deterministic=not train)(x)
+      x = Dropout(self.dropout, deterministic=not train)(x)
     return precision.to_float32(nn.Dense(self.num_classes, dtype=dtype)(x), dtype)

@@ -21,7 +21,7 @@ from matplotlib.ticker import MaxNLocator
 from scipy import stats
 
 from playbook.run import plots
-from playbook.run.rundir import RESULTS_FILE, RunDirError
+from playbook.run.rundir import CONFIG_FILE, RESULTS_FILE, RunDirError
 
 MIN_SEEDS_FOR_T = 3
 BOOTSTRAP_RESAMPLES = 10_000
@@ -188,19 +188,33 @@ def welch_p(base: np.ndarray, other: np.ndarray) -> float:
   return float(stats.ttest_ind(other, base, equal_var=False).pvalue)
 
 
-def significance(base: Row, row: Row) -> str:
-  """The difference of ``row`` from the first row, and how sure it is."""
+def difference(base: Row, row: Row) -> dict:
+  """How ``row`` differs from the first row, and how sure that is: {'difference', 'test', and
+  'p_value' (Welch) or 'interval_95' (bootstrap)}, or {'test': None, 'why': ...} without one."""
   if row is base:
-    return "(baseline)"
+    return {"test": None, "why": "baseline"}
   if base.values is None or row.values is None:
-    return "n/a (no per-seed values)"
+    return {"test": None, "why": "no per-seed values"}
   if min(len(base.values), len(row.values)) < 2:
-    return "n/a (1 seed)"
-  diff = f"Δ {row.mean - base.mean:+.4f}"
+    return {"test": None, "why": "1 seed"}
+  out = {"difference": row.mean - base.mean}
   if min(len(base.values), len(row.values)) >= MIN_SEEDS_FOR_T:
     p = welch_p(base.values, row.values)
-    return f"{diff}, p={p:.3g} (Welch)" if math.isfinite(p) else f"{diff}, p=n/a (no variance)"
-  low, high = bootstrap_interval(base.values, row.values)
+    return out | {"test": "welch", "p_value": p if math.isfinite(p) else None}
+  return out | {"test": "bootstrap", "interval_95": list(bootstrap_interval(base.values,
+                                                                          row.values))}
+
+
+def significance(base: Row, row: Row) -> str:
+  """The difference of ``row`` from the first row, and how sure it is, in words."""
+  d = difference(base, row)
+  if d["test"] is None:
+    return "(baseline)" if d["why"] == "baseline" else f"n/a ({d['why']})"
+  diff = f"Δ {d['difference']:+.4f}"
+  if d["test"] == "welch":
+    p = d["p_value"]
+    return f"{diff}, p={p:.3g} (Welch)" if p is not None else f"{diff}, p=n/a (no variance)"
+  low, high = d["interval_95"]
   return f"{diff}, 95% CI [{low:+.4f}, {high:+.4f}] (bootstrap)"
 
 
@@ -267,14 +281,37 @@ def plot_curves(rows: list[Row], metric: str, path: Path) -> Path:
   return plots.save(fig, path)
 
 
+def run_config(workdir: Path) -> dict:
+  """The run's config.json ({} when it has none: results.json alone can be compared)."""
+  try:
+    return json.loads((workdir / CONFIG_FILE).read_text())
+  except (OSError, ValueError):
+    return {}
+
+
+def as_json(rows: list[Row], metric: str, configs: list[dict]) -> dict:
+  """The table as data: per row the metric over seeds, speed, the difference from the first row
+  with its test, and the run's study and precision (``configs``: one config.json per row)."""
+  return {"metric": metric, "rows": [
+      {"name": r.name, "study": c.get("study"), "precision": c.get("precision", "float32"),
+       "mean": r.mean, "std": r.std, "num_seeds": r.num_seeds,
+       "per_seed": None if r.values is None else r.values.tolist(),
+       "steps_per_second": r.steps_per_second, "wall_seconds": r.wall_seconds,
+       "vs_first": difference(rows[0], r)} for r, c in zip(rows, configs)]}
+
+
 def compare(workdirs: list[str | Path], metric: str, out: str | Path) -> tuple[str, Path, Path]:
-  """Loads the runs, writes ``out.md`` and ``out.png``; returns (text table, md path, png path).
-  Any bad run directory raises ``RunDirError`` before anything is written."""
-  rows = [row for workdir in workdirs for row in load_rows(workdir, metric)]
+  """Loads the runs, writes ``out.md``, ``out.json`` and ``out.png``; returns (text table, md
+  path, png path). Any bad run directory raises ``RunDirError`` before anything is written."""
+  loaded = [(row, run_config(Path(workdir))) for workdir in workdirs
+            for row in load_rows(workdir, metric)]
+  rows, configs = [r for r, _ in loaded], [c for _, c in loaded]
   cells = table(rows, metric)
   out = Path(out)
   md = out.with_name(out.name + ".md")
   md.parent.mkdir(parents=True, exist_ok=True)
   md.write_text(format_markdown(cells))
+  out.with_name(out.name + ".json").write_text(json.dumps(as_json(rows, metric, configs),
+                                                          indent=1) + "\n")
   png = plot_curves(rows, metric, out.with_name(out.name + ".png"))
   return format_text(cells), md, png

@@ -624,7 +624,12 @@ def replace_between(text: str, begin: str, end: str, body: str) -> str:
 def documents(root: Path = RESULTS_DIR, repo: Path = ROOT) -> dict[Path, list[tuple[str, str,
                                                                                    str]]]:
   """Every generated block: file -> [(begin marker, end marker, expected body)]."""
-  out = {repo / "README.md": [(BEGIN, END, table(root))]}
+  from playbook.run import precision_report  # It builds on this module.
+  readme = [(BEGIN, END, table(root))]
+  if (root / "precision").is_dir():
+    readme.append((precision_report.BEGIN, precision_report.END,
+                   precision_report.block(root, repo)))
+  out = {repo / "README.md": readme}
   export_page = repo / "docs" / "export.md"
   if export_page.exists():
     out[export_page] = [(STUDY_BEGIN.format(study="export"), STUDY_END.format(study="export"),

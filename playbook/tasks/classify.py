@@ -143,20 +143,27 @@ OPTIM_RULES = {"optim.name": schema.one_of("adam", "adamw", "sgd", "rmsprop"),
 
 
 def validate_sweep(config: ml_collections.ConfigDict, uses: dict[str, tuple[str, ...]]) -> None:
-  """Each swept value as its key's rule demands, and only hyperparameters the optimiser uses
-  (``uses``: name -> the optimisers that read it)."""
+  """Each swept value as its key's rule demands, only hyperparameters the optimiser uses
+  (``uses``: name -> the optimisers that read it), and dropout only where the model has it."""
   swept = sweep.parse(config)
   for name in swept.names if swept else ():
-    if config.optim.name not in uses[name]:
+    if name in uses and config.optim.name not in uses[name]:
       raise ConfigError(f"config.sweep.{name}: the {config.optim.name!r} optimiser does not use "
                         f"{name} (it is used by {', '.join(uses[name])}).")
-    rule = {sweep.SWEEPABLE[name]: schema.TRAINING[sweep.SWEEPABLE[name]]}
+    if name == "dropout" and config.model.name not in DROPOUT_SWEEP_MODELS:
+      raise ConfigError(f"config.sweep.dropout: the {config.model.name!r} model has no dropout "
+                        f"rate to sweep (these do: {', '.join(DROPOUT_SWEEP_MODELS)}).")
+    key = sweep.SWEEPABLE[name]
+    block, field = key.split(".")
     for variant in swept.variants:
-      schema.check(ml_collections.ConfigDict({"optim": {name: variant[name]}}), rule)
+      schema.check(ml_collections.ConfigDict({block: {field: variant[name]}}),
+                   {key: schema.TRAINING[key]})
 
 
 SWEEP_USES = {"learning_rate": ("adam", "adamw", "sgd", "rmsprop"),
               "weight_decay": ("adamw", "sgd"), "momentum": ("sgd",)}
+# Models whose dropout rate may be a traced number (models/dropout.py), so sweepable.
+DROPOUT_SWEEP_MODELS = ("mlp", "seed_cnn")
 
 
 def validate(config: ml_collections.ConfigDict, optim_rules: dict = OPTIM_RULES,
@@ -232,16 +239,18 @@ def flax_learner(config: ml_collections.ConfigDict, num_classes: int, train_x: n
   if config.model.name == "fast_resnet":  # First layer: whitening of the data's 2x2 patches.
     whitening_images = np.asarray(preprocess(train_x[:config.model.whitening_images]))
 
+  swept = sweep.parse(config)
+  swept_hparams = sweep.model_hparams(config, swept)  # A sweep's dropout and label smoothing.
+
   def init_fn(rng):
     variables = model.init(rng, sample, train=False)
     params = variables.pop("params")
     if config.model.name == "fast_resnet":
       params = resnet_fast.with_whitening(params, whitening_images)
-    return params, dict(variables)
+    return params, {**variables, **swept_hparams}
 
   make_tx = lambda optim: make_optimizer(optim, steps_per_epoch, config.train.num_epochs,
                                         config.train.batch_size)
-  swept = sweep.parse(config)
   tx = sweep.injected(make_tx, config.optim, swept) if swept else make_tx(config.optim)
   frozen_params = tuple(config.model.get("frozen_params", ()))
   if frozen_params:  # Fixed layers: no update, no weight decay, no optimiser state.

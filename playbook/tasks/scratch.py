@@ -34,7 +34,10 @@ def base_config(*, study: str, data: str) -> ml_collections.ConfigDict:
   del config.model.dropout
   for key in ("weight_decay", "label_smoothing", "clip_norm", "lr_scaling", "base_batch_size"):
     del config.optim[key]
-  del config.sweep.weight_decay  # Its L2 term enters the hand-derived gradient, not the update.
+  # Weight decay's L2 term enters the hand-derived gradient, not the update; no dropout or label
+  # smoothing in the hand-derived networks.
+  for key in ("weight_decay", "dropout", "label_smoothing"):
+    del config.sweep[key]
   config.model.name = "scratch_mlp"
   config.model.activation = "relu"  # relu, sigmoid or tanh.
   config.model.init = "he"          # he or xavier.

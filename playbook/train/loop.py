@@ -29,7 +29,7 @@ import numpy as np
 import optax
 
 from playbook import parallel
-from playbook.train import steps
+from playbook.train import steps, sweep
 from playbook.train.checkpoint import Checkpoints
 from playbook.train.progress import progress_bar
 from playbook.train.state import InitFn, TrainState, init_train_state
@@ -214,8 +214,9 @@ def fit(*, init_fn: InitFn, loss_fn, tx: optax.GradientTransformation,
   ``train_step(state, batch, rng) -> (state, metrics)`` is the pure step every batch goes through
   (default: ``steps.make_train_step(loss_fn)``, autodiff); ``loss_fn`` evaluates.
 
-  A sweep: ``hparams`` ({name: one value per model}) sets the optimiser state's hyperparameters
-  of that name (``optax.inject_hyperparams``) model by model, so every model of the vmapped
+  A sweep: ``hparams`` ({name: one value per model}) sets the hyperparameters of that name in
+  the optimiser state (``optax.inject_hyperparams``) and in the model state's ``hparams``
+  collection (``with_hyperparams``) model by model, so every model of the vmapped
   program trains with its own; ``seed_cycle`` is the number of seeds per variant
   (``init_states``). Each model then keeps its own best epoch (``best`` holds every model at
   its best validation score), and early stopping waits until no model improves.
@@ -248,7 +249,7 @@ def fit(*, init_fn: InitFn, loss_fn, tx: optax.GradientTransformation,
   state = init_states(init_fn, tx, seed, num_seeds, mesh, seed_cycle=seed_cycle)
   per_model = hparams is not None
   if per_model:
-    state = state.replace(opt_state=with_hyperparams(state.opt_state, hparams))
+    state = with_hyperparams(state, hparams)
   calls = calls_per_epoch(steps_per_epoch, cfg.get("steps_per_call"))
   train_step = train_step or steps.make_train_step(loss_fn)
   train_epoch = make_train_epoch(state, train_step=train_step, batch_size=cfg.batch_size,
@@ -368,20 +369,27 @@ def fit(*, init_fn: InitFn, loss_fn, tx: optax.GradientTransformation,
                    best_epochs=meta.get("best_epochs"))
 
 
-def with_hyperparams(opt_state, hparams: dict[str, np.ndarray]):
-  """``opt_state`` with every leaf named like a key of ``hparams`` (an injected hyperparameter,
-  one value per model) set to that key's values, in the leaf's own sharding and dtype."""
+def with_hyperparams(state: TrainState, hparams: dict[str, np.ndarray]) -> TrainState:
+  """``state`` with every hyperparameter leaf named like a key of ``hparams`` (one value per
+  model) set to that key's values, in the leaf's own sharding and dtype: the optimiser's
+  (``optax.inject_hyperparams``) and the model's and loss's (``model_state['hparams']``)."""
   def set_leaf(path, leaf):
     name = getattr(path[-1], "key", None) if path else None
     if name not in hparams:
       return leaf
     values = jnp.asarray(hparams[name], leaf.dtype).reshape(leaf.shape)
     return jax.device_put(values, leaf.sharding) if hasattr(leaf, "sharding") else values
-  found = {getattr(p[-1], "key", None) for p, _ in jax.tree_util.tree_flatten_with_path(opt_state)[0]}
+  held = {"opt_state": state.opt_state,
+          "model_state": {sweep.HPARAMS: state.model_state.get(sweep.HPARAMS, {})}}
+  found = {getattr(p[-1], "key", None) for p, _ in jax.tree_util.tree_flatten_with_path(held)[0]}
   missing = set(hparams) - found
   if missing:
-    raise ValueError(f"The optimiser has no injected hyperparameter {sorted(missing)} to sweep.")
-  return jax.tree_util.tree_map_with_path(set_leaf, opt_state)
+    raise ValueError(f"The state has no hyperparameter {sorted(missing)} to sweep (optimiser "
+                     "values must be injected, the model's be in model_state['hparams']).")
+  held = jax.tree_util.tree_map_with_path(set_leaf, held)
+  model_state = dict(state.model_state, **held["model_state"]) if sweep.HPARAMS in \
+      state.model_state else state.model_state
+  return state.replace(opt_state=held["opt_state"], model_state=model_state)
 
 
 @jax.jit

@@ -3,9 +3,10 @@
 ``--config.sweep.learning_rate=3e-4,1e-3,3e-3`` (crossed with the other swept values and with
 ``num_seeds``) trains every combination at once: the models are stacked on the leading axis that
 ``fit`` already vmaps over seeds, and each one's hyperparameters are data in its optimiser state
-(``optax.inject_hyperparams``), so one jitted step trains them all. Only values that enter the
-step as numbers can be swept this way; a value that changes shapes (a layer width) or the program
-(dropout's rate in Flax) needs separate runs.
+(``optax.inject_hyperparams``), so one jitted step trains them all. The loss's and model's numbers
+(dropout's rate, label smoothing) are data too: each model carries its own in its model state's
+``hparams`` collection, where the loss function reads them. Only values that enter the step as
+numbers can be swept this way; a value that changes shapes (a layer width) needs separate runs.
 """
 
 from __future__ import annotations
@@ -18,9 +19,14 @@ import ml_collections
 import numpy as np
 import optax
 
-# Sweepable name -> the config key it sets (the optimiser hyperparameter of that name).
+# Sweepable name -> the config key it sets.
 SWEEPABLE = {"learning_rate": "optim.learning_rate", "weight_decay": "optim.weight_decay",
-             "momentum": "optim.momentum"}
+             "momentum": "optim.momentum", "dropout": "model.dropout",
+             "label_smoothing": "optim.label_smoothing"}
+# Those the optimiser reads (injected into its state); the others are the model's and the loss's,
+# carried in ``model_state[HPARAMS]``.
+OPTIMISER = ("learning_rate", "weight_decay", "momentum")
+HPARAMS = "hparams"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,6 +45,14 @@ class Sweep:
     """{name: one value per model}, for ``fit(hparams=...)``."""
     return {n: np.repeat([v[n] for v in self.variants], self.seeds).astype(np.float32)
             for n in self.names}
+
+  @property
+  def optimiser_names(self) -> tuple[str, ...]:
+    return tuple(n for n in self.names if n in OPTIMISER)
+
+  @property
+  def model_names(self) -> tuple[str, ...]:
+    return tuple(n for n in self.names if n not in OPTIMISER)
 
   def label(self, variant: dict[str, float]) -> str:
     return ",".join(f"{n}={variant[n]:g}" for n in self.names)
@@ -81,12 +95,30 @@ class _Overlay:
 def injected(make: Callable[..., optax.GradientTransformation],
              optim: ml_collections.ConfigDict, sweep: Sweep) -> optax.GradientTransformation:
   """``make(optim_block)`` with the swept values as ``inject_hyperparams`` hyperparameters: the
-  same optimiser, its swept numbers data in its state."""
-  def factory(learning_rate=None, weight_decay=None, momentum=None):  # SWEEPABLE's names:
+  same optimiser, its swept numbers data in its state (``make(optim)`` itself when the sweep
+  sets no optimiser value)."""
+  if not sweep.optimiser_names:
+    return make(optim)
+  def factory(learning_rate=None, weight_decay=None, momentum=None):  # OPTIMISER's names:
     swept = {"learning_rate": learning_rate, "weight_decay": weight_decay,  # optax injects
              "momentum": momentum}                                          # named arguments.
     return make(_Overlay(optim, {n: v for n, v in swept.items() if v is not None}))
-  return optax.inject_hyperparams(factory)(**{n: float(optim[n]) for n in sweep.names})
+  return optax.inject_hyperparams(factory)(**{n: float(optim[n]) for n in sweep.optimiser_names})
+
+
+def model_hparams(config: ml_collections.ConfigDict, sweep: Sweep | None) -> dict:
+  """The model state's ``hparams`` collection for the swept model/loss values (the config's
+  values; ``fit`` then sets each model's own), or {} when none is swept."""
+  if sweep is None or not sweep.model_names:
+    return {}
+  return {HPARAMS: {n: np.float32(value(config, SWEEPABLE[n])) for n in sweep.model_names}}
+
+
+def value(config: ml_collections.ConfigDict, path: str):
+  """``config``'s value at a dotted ``path`` ('model.dropout')."""
+  for part in path.split("."):
+    config = config[part]
+  return config
 
 
 def per_variant(values: np.ndarray, sweep: Sweep) -> np.ndarray:
