@@ -27,6 +27,26 @@ class ConfigError(ValueError):
   """A config argument or value is not one the study or task accepts; the message says which."""
 
 
+def run_config(task: str, study: str, *, trains_seeds: bool = True) -> ml_collections.ConfigDict:
+  """The keys every run's config starts with: its task and study, the seed, what it shows, and
+  the compute precision. ``trains_seeds``: a task that trains seeds side by side (``num_seeds``)
+  and writes TensorBoard summaries (every task but style transfer)."""
+  config = ml_collections.ConfigDict()
+  config.task = task
+  config.study = study
+  config.seed = 0
+  if trains_seeds:
+    config.num_seeds = 1  # >1 trains that many seeds at once with jax.vmap.
+  config.progress = True
+  if trains_seeds:
+    # False: metrics.jsonl only, without the TensorBoard writer (which imports TensorFlow).
+    config.tensorboard = True
+  # Compute dtype: 'float32' or 'bfloat16' (parameters, optimiser state, losses, softmax and
+  # normalisation statistics stay float32).
+  config.precision = "float32"
+  return config
+
+
 @dataclasses.dataclass
 class Predictor:
   """A trained classifier for images from outside: ``predict(uint8 (B, *input_shape)) -> class

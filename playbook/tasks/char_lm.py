@@ -22,7 +22,7 @@ from playbook.data import text as text_data
 from playbook.models.lstm import CharLSTM, zero_carry
 from playbook.run import plots, rundir
 from playbook.run.writer import MetricWriter
-from playbook.tasks import ConfigError, schema
+from playbook.tasks import ConfigError, run_config, schema
 from playbook.train import fit
 from playbook.train.optim import make_optimizer
 
@@ -31,17 +31,7 @@ VOCAB_FILE = "vocab.json"
 
 def base_config(study: str = "char_lstm") -> ml_collections.ConfigDict:
   """The char-LSTM study's config: the seed notebook's network, a cosine schedule."""
-  config = ml_collections.ConfigDict()
-  config.task = "char_lm"
-  config.study = study
-  config.seed = 0
-  config.num_seeds = 1
-  config.progress = True
-  # False: metrics.jsonl only, without the TensorBoard writer (which imports TensorFlow).
-  config.tensorboard = True
-  # Compute dtype: 'float32' or 'bfloat16' (parameters, optimiser state, losses, softmax and
-  # normalisation statistics stay float32).
-  config.precision = "float32"
+  config = run_config("char_lm", study)
 
   config.data = ml_collections.ConfigDict()
   config.data.path = ""          # Any UTF-8 text file; empty: the verified anna.txt.

@@ -29,7 +29,7 @@ from playbook.data import augment, cifar10, mnist
 from playbook.models import resnet_fast
 from playbook.run import plots, rundir
 from playbook.run.writer import MetricWriter
-from playbook.tasks import ConfigError, Predictor, schema
+from playbook.tasks import ConfigError, Predictor, run_config, schema
 from playbook.train import fit, loop, sweep
 from playbook.train.freeze import frozen
 from playbook.train.losses import classification_loss
@@ -55,17 +55,7 @@ INPUTS_FILE = "inputs.json"  # Class names and input shape: what a predictor nee
 def base_config(*, study: str, data: str, hidden: tuple[int, ...] = (),
                 dropout: float = 0.0) -> ml_collections.ConfigDict:
   """The config every image-classifier study starts from; each experiment overrides its numbers."""
-  config = ml_collections.ConfigDict()
-  config.task = "classify"
-  config.study = study
-  config.seed = 0
-  config.num_seeds = 1          # >1 trains that many seeds at once with jax.vmap.
-  config.progress = True
-  # False: metrics.jsonl only, without the TensorBoard writer (which imports TensorFlow).
-  config.tensorboard = True
-  # Compute dtype: 'float32' or 'bfloat16' (parameters, optimiser state, losses, softmax and
-  # normalisation statistics stay float32).
-  config.precision = "float32"
+  config = run_config("classify", study)
 
   config.data = ml_collections.ConfigDict()
   config.data.name = data

@@ -16,17 +16,12 @@ import ml_collections
 from playbook.data import fetch
 from playbook.run import rundir
 from playbook.stylize import optimize
-from playbook.tasks import ConfigError, schema
+from playbook.tasks import ConfigError, run_config, schema
 
 
 def base_config(study: str = "style_transfer") -> ml_collections.ConfigDict:
   """Every number of a style transfer; ``launch.stylize``'s flags override the usual ones."""
-  config = ml_collections.ConfigDict()
-  config.task = "stylize"
-  config.study = study
-  config.seed = 0
-  config.progress = True
-  config.precision = "float32"  # Compute dtype of the VGG features: 'float32' or 'bfloat16'.
+  config = run_config("stylize", study, trains_seeds=False)
 
   config.data = ml_collections.ConfigDict()
   config.data.dir = ""  # Empty: $PLAYBOOK_DATA_DIR, else ~/.cache/playbook. Image paths are

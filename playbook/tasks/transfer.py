@@ -29,7 +29,7 @@ from playbook.data.images import image_batches, load_image
 from playbook.models import precision, transfer
 from playbook.run import plots, rundir
 from playbook.run.writer import MetricWriter
-from playbook.tasks import Predictor, classify, schema
+from playbook.tasks import Predictor, classify, run_config, schema
 from playbook.train import fit, freeze, loop
 from playbook.train.losses import classification_loss
 from playbook.train.optim import make_optimizer
@@ -37,18 +37,9 @@ from playbook.train.optim import make_optimizer
 
 def base_config(study: str = "cats_dogs") -> ml_collections.ConfigDict:
   """Cats vs dogs from a VGG16 backbone, frozen; ``backbone`` and ``mode`` pick the others."""
-  config = ml_collections.ConfigDict()
-  config.task = "transfer"
-  config.study = study
+  config = run_config("transfer", study)
   config.backbone = "vgg16"      # vgg16 | efficientnet_lite0
   config.mode = "frozen"         # frozen | finetune
-  config.seed = 0
-  config.num_seeds = 1
-  config.progress = True
-  config.tensorboard = True
-  # Compute dtype: 'float32' or 'bfloat16' (parameters, optimiser state, losses, softmax and
-  # normalisation statistics stay float32).
-  config.precision = "float32"
 
   config.data = ml_collections.ConfigDict()
   config.data.name = "cats_and_dogs"
