@@ -202,3 +202,12 @@ def test_sigkill_then_resume_gives_exactly_the_uninterrupted_metrics(uninterrupt
   assert got["test_accuracy"] == expected["test_accuracy"]
   assert got["test_loss"] == expected["test_loss"]
   assert read_metrics(tmp_path) == read_metrics(uninterrupted)
+
+
+def test_a_finished_run_run_again_trains_nothing_and_keeps_its_results(uninterrupted):
+  study, workdir = uninterrupted
+  before = (workdir / "results.json").read_bytes()
+  out = launch(*kill_args(study), workdir=workdir)
+  assert out.returncode == 0, out.stderr[-2000:]
+  assert "finished: nothing to train" in out.stdout
+  assert (workdir / "results.json").read_bytes() == before

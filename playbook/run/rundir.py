@@ -252,6 +252,23 @@ def cpu_model() -> str:
   return f"{name} ({units[0] if units else 'no AVX2'})"
 
 
+def finished(workdir: str | Path) -> dict | None:
+  """The results of a run that has already finished in ``workdir`` (``results.json`` is written
+  last), after saying so and letting go of the lock; None when there is still work to do.
+
+  Its config is the one asked for (``prepare`` checked), so a re-run would train nothing and
+  only overwrite the figures, the wall time among them, with a re-evaluation's."""
+  path = Path(workdir) / RESULTS_FILE
+  try:
+    results = json.loads(path.read_text())
+  except (OSError, ValueError):  # Absent, or cut short: the run goes on and writes it anew.
+    return None
+  release(Path(workdir))
+  print(f"{workdir} holds this run, finished: nothing to train. Results in {path}; a new "
+        "--workdir trains it again.")
+  return results
+
+
 def finish(workdir: str | Path, results: dict, *, start: float, summary: str) -> dict:
   """Writes ``results.json`` (with wall time and environment) and prints the one summary line.
 

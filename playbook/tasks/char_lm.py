@@ -229,6 +229,8 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
   validate(config)
   vocab, train, val, text_start = prepare_data(config)  # A data error leaves no workdir.
   workdir = rundir.prepare(workdir, config)
+  if (done := rundir.finished(workdir)) is not None:
+    return done
   mesh = parallel.make_mesh(config.parallel.fsdp)
   if parallel.is_main_process():
     vocab.save(workdir / VOCAB_FILE)

@@ -107,10 +107,8 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
   start = time.perf_counter()
   validate(config)
   workdir = rundir.prepare(workdir, config)
-  done = workdir / rundir.RESULTS_FILE
-  if done.exists():
-    print(f"{workdir} already holds a finished run: {done}")
-    return json.loads(done.read_text())
+  if (done := rundir.finished(workdir)) is not None:
+    return done
   result, content, style = optimize.stylize_files(
       config, image_path(config, config.content), image_path(config, config.style))
   written = optimize.save_outputs(

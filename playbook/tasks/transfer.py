@@ -238,6 +238,8 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
   backbone = transfer.get_backbone(config.backbone)
   splits = load_splits(config)  # Before the workdir: a data error leaves no trace there.
   workdir = rundir.prepare(workdir, config)
+  if (done := rundir.finished(workdir)) is not None:
+    return done
   class_names = splits[0].class_names
   (workdir / "classes.json").write_text(json.dumps(class_names))
   setup = SETUPS[config.mode](config, workdir, backbone, splits)
