@@ -28,7 +28,7 @@ import os
 import sys
 from pathlib import Path
 
-from playbook.run import precision_report
+from playbook.run import blocks, precision_report, recording, tables
 from playbook.run import results as res
 from playbook.run.rundir import RunDirError
 
@@ -57,8 +57,8 @@ def main(argv: list[str] | None = None) -> int:
   root = Path(os.environ.get("PLAYBOOK_RESULTS_DIR") or res.RESULTS_DIR)
   try:
     if args.add:
-      path, messages = res.add_run(args.add, command=args.command, replace=args.replace,
-                                   root=root)
+      path, messages = recording.add_run(args.add, command=args.command, replace=args.replace,
+                                         root=root)
       _say(path, messages)
     elif args.add_precision:
       _say(precision_report.add_pair(*args.add_precision, root=root), [])
@@ -69,14 +69,14 @@ def main(argv: list[str] | None = None) -> int:
           parser.error("--add-gpu-json needs --command (or --study for the study's defaults)")
         command = f"python -m launch.main --config=experiments/{args.study}.py " \
                   f"--workdir=runs/{args.study}"
-      for path, messages in res.add_gpu_json(args.add_gpu_json, command=command,
-                                             replace=args.replace, root=root):
+      for path, messages in recording.add_gpu_json(args.add_gpu_json, command=command,
+                                                   replace=args.replace, root=root):
         _say(path, messages)
     elif args.write:
-      written = res.write_blocks(root)
+      written = blocks.write_blocks(root)
       print("\n".join(f"rewrote {p.relative_to(res.ROOT)}" for p in written) or "up to date")
     elif args.check:
-      stale = res.stale_blocks(root)
+      stale = blocks.stale_blocks(root)
       if stale:
         print("stale: " + "; ".join(stale) + ". Run `python -m launch.report --write`.",
               file=sys.stderr)
@@ -87,9 +87,9 @@ def main(argv: list[str] | None = None) -> int:
       for line in docimages.refresh(root):
         print(line)
     elif args.study:
-      print(res.study_block(args.study, root))
+      print(tables.study_block(args.study, root))
     else:
-      print(res.table(root))
+      print(tables.table(root))
   except (res.ReportError, RunDirError, OSError) as e:
     print(f"error: {e}", file=sys.stderr)
     return 1

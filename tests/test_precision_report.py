@@ -6,13 +6,13 @@ import json
 
 import pytest
 
-from playbook.run import precision_report, results
+from playbook.run import commands, precision_report, results
 
 ENV = {"platform": "cpu", "cpu": "Test CPU", "cpu_count": 2}
 
 
 def write_run(workdir, precision, per_seed, **changes):
-  config = results.default_config("mnist_mlp") | {"precision": precision,
+  config = commands.default_config("mnist_mlp") | {"precision": precision,
                                                   "num_seeds": len(per_seed)}
   config["train"] = dict(config["train"], **changes)
   workdir.mkdir()

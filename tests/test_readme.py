@@ -32,6 +32,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from playbook.run import blocks, commands, recording, tables  # noqa: E402
 from playbook.run import results as res  # noqa: E402
 
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
@@ -52,8 +53,8 @@ RUN_ONCE = {"stylize", "export", "predict", "sample", "compare"}
 
 def test_readme_results_table_is_what_launch_report_prints():
   text = (ROOT / "README.md").read_text()
-  block = res.between(text, res.BEGIN, res.END)
-  assert block is not None, f"README.md lacks the {res.BEGIN} / {res.END} markers"
+  block = blocks.between(text, blocks.BEGIN, blocks.END)
+  assert block is not None, f"README.md lacks the {blocks.BEGIN} / {blocks.END} markers"
   out = subprocess.run([sys.executable, "-m", "launch.report"], cwd=ROOT, capture_output=True,
                        text=True, timeout=120, env=dict(os.environ, PLAYBOOK_RESULTS_DIR=""))
   assert out.returncode == 0, out.stderr
@@ -63,7 +64,7 @@ def test_readme_results_table_is_what_launch_report_prints():
 
 
 def test_every_generated_block_is_up_to_date():
-  assert res.stale_blocks() == [], "run `python -m launch.report --write`"
+  assert blocks.stale_blocks() == [], "run `python -m launch.report --write`"
 
 
 def test_readme_is_short_and_docs_name_no_machine_paths():
@@ -98,7 +99,7 @@ def test_every_study_has_a_page_with_a_picture():
 def _fake_run(tmp_path: Path, name: str, *, seed: int, accuracy: list[float], wall=100.0,
               **overrides) -> Path:
   """A finished mnist_dense run directory: config.json as launch.main writes it, results.json."""
-  config = res.default_config("mnist_dense")
+  config = commands.default_config("mnist_dense")
   config["seed"] = seed
   for key, value in overrides.items():
     section, leaf = key.split("__")
@@ -127,8 +128,8 @@ def results_root(tmp_path):
 def test_add_records_the_run_and_rebuilds_its_command(tmp_path, results_root):
   run0 = _fake_run(tmp_path, "d0", seed=0, accuracy=[0.98])
   run1 = _fake_run(tmp_path, "d1", seed=1, accuracy=[0.99])
-  path, _ = res.add_run(run0, root=results_root)
-  res.add_run(run1, root=results_root)
+  path, _ = recording.add_run(run0, root=results_root)
+  recording.add_run(run1, root=results_root)
   record = json.loads(path.read_text())
   assert path == results_root / "mnist_dense" / "test-cpu-avx2-4-cpus.json"
   assert [r["command"] for r in record["runs"]] == [
@@ -138,18 +139,18 @@ def test_add_records_the_run_and_rebuilds_its_command(tmp_path, results_root):
   assert record["runs"][0]["results"] == json.loads((run0 / "results.json").read_text())
   [h] = res.headlines(results_root)
   assert (h.n, round(h.mean, 6), round(h.std, 6)) == (2, 98.5, round(0.5 * 2 ** 0.5, 6))
-  row = next(line for line in res.table(results_root).splitlines() if "mnist_dense" in line)
+  row = next(line for line in tables.table(results_root).splitlines() if "mnist_dense" in line)
   assert "**98.50 ± 0.71 %** test accuracy (n = 2)" in row and "Test CPU (avx2), 4 CPUs" in row
   assert "100 / 100 s" in row
   # The same seed and config again replaces; another config is another row; --replace drops.
-  res.add_run(run0, root=results_root)
+  recording.add_run(run0, root=results_root)
   assert len(json.loads(path.read_text())["runs"]) == 2
   other = _fake_run(tmp_path, "wide", seed=0, accuracy=[0.97], optim__learning_rate=0.01)
-  _, messages = res.add_run(other, root=results_root)
+  _, messages = recording.add_run(other, root=results_root)
   assert any("other config" in m for m in messages)
   assert len(res.headlines(results_root)) == 2
   assert "--config.optim.learning_rate=0.01" in json.loads(path.read_text())["runs"][-1]["command"]
-  res.add_run(other, root=results_root, replace=True)
+  recording.add_run(other, root=results_root, replace=True)
   assert len(res.headlines(results_root)) == 1
 
 
@@ -157,11 +158,11 @@ def test_add_refuses_an_unfinished_run_and_a_command_of_another_study(tmp_path, 
   run = _fake_run(tmp_path, "d0", seed=0, accuracy=[0.98])
   (run / "results.json").unlink()
   with pytest.raises(res.ReportError, match="results.json is missing"):
-    res.add_run(run, root=results_root)
+    recording.add_run(run, root=results_root)
   run = _fake_run(tmp_path, "d1", seed=0, accuracy=[0.98])
   with pytest.raises(res.ReportError, match="runs study 'mnist_mlp'"):
-    res.add_run(run, root=results_root, command="python -m launch.main "
-                "--config=experiments/mnist_mlp.py --workdir=runs/x")
+    recording.add_run(run, root=results_root, command="python -m launch.main "
+                      "--config=experiments/mnist_mlp.py --workdir=runs/x")
 
 
 def test_a_rerun_that_overwrote_the_wall_time_shows_the_training_time(tmp_path, results_root):
@@ -169,16 +170,16 @@ def test_a_rerun_that_overwrote_the_wall_time_shows_the_training_time(tmp_path, 
   results = json.loads((run / "results.json").read_text())
   results["train_seconds_per_epoch_cumulative"] = [200.0, 353.0]
   (run / "results.json").write_text(json.dumps(results))
-  res.add_run(run, root=results_root)
-  table = res.table(results_root)
+  recording.add_run(run, root=results_root)
+  table = tables.table(results_root)
   assert "353 s of training †" in table and "† The run directory was run again" in table
 
 
 def test_add_gpu_json_takes_the_rows_of_the_commands_config(results_root):
   command = ("python -m launch.main --config=experiments/cifar10_fast.py "
              "--workdir=runs/cifar10_fast --config.model.fast_conv=False")
-  added = res.add_gpu_json(ROOT / "benchmarks/results/gpu_h200.json", command=command,
-                           root=results_root)
+  added = recording.add_gpu_json(ROOT / "benchmarks/results/gpu_h200.json", command=command,
+                                 root=results_root)
   assert len(added) == 3
   [h] = res.headlines(results_root)
   rows = json.loads((ROOT / "benchmarks/results/gpu_h200.json").read_text())
@@ -189,8 +190,8 @@ def test_add_gpu_json_takes_the_rows_of_the_commands_config(results_root):
   assert h.machine["label"] == "NVIDIA H200"
   assert h.runs[1]["command"] == command + " --config.seed=1"
   with pytest.raises(res.ReportError, match="no row"):
-    res.add_gpu_json(ROOT / "benchmarks/results/gpu_h200.json", root=results_root,
-                     command=command.replace("fast_conv=False", "fast_conv=True"))
+    recording.add_gpu_json(ROOT / "benchmarks/results/gpu_h200.json", root=results_root,
+                           command=command.replace("fast_conv=False", "fast_conv=True"))
 
 
 def test_export_block_renders_a_recorded_export(tmp_path, results_root):
@@ -202,8 +203,8 @@ def test_export_block_renders_a_recorded_export(tmp_path, results_root):
   (run / "export" / "report.json").write_text(json.dumps(dict(
       jax_accuracy=0.98, max_abs_logit=5.0, jax_max_abs_error_vs_float64=1e-6,
       formats={"onnx": fmt})))
-  res.add_run(run, root=results_root)
-  block = res.export_block(results_root)
+  recording.add_run(run, root=results_root)
+  block = tables.export_block(results_root)
   assert "| | | onnx | 0.40 MB | 1.00e-06 |" in block and "| yes |" in block
 
 
@@ -287,7 +288,7 @@ class Runner:
     study = Path(spec.split(":")[0]).stem
     overrides = [a for a in args if a.startswith("--config.")]
     # The command as written parses, and its task accepts the config, before anything runs.
-    _, config = res.config_from_command("python -m launch.main " + " ".join(args))
+    _, config = commands.config_from_command("python -m launch.main " + " ".join(args))
     from ml_collections import ConfigDict
     from playbook import tasks
     tasks.get(config["task"]).validate(ConfigDict(config))

@@ -17,8 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from playbook.run import compare
+from playbook.run import compare, tables
 from playbook.run import results as res
+from playbook.run.commands import rebuild_command, relative_workdir
 
 BEGIN, END = "<!-- precision:begin -->", "<!-- precision:end -->"
 STEP_TIMES = Path("benchmarks") / "results" / "precision_cpu.json"
@@ -35,7 +36,7 @@ def _side(workdir: Path, precision: str) -> dict:
   if results.get("variants"):
     raise res.ReportError(f"{workdir} is a sweep; record plain runs (one config each)")
   name, values, unit, _ = res.metric_of(results)
-  return {"command": res.rebuild_command(config, res.relative_workdir(workdir), results),
+  return {"command": rebuild_command(config, relative_workdir(workdir), results),
           "metric": name, "unit": unit, "per_seed": values,
           "train_seconds": res.training_seconds(results),
           "config": config, "environment": results.get("environment", {})}
@@ -66,8 +67,8 @@ def add_pair(float32_dir: str | Path, bfloat16_dir: str | Path,
 
 
 def _mean_std(values: list[float], unit: str) -> str:
-  std = f" ± {res._fmt(float(np.std(values, ddof=1)), unit)}" if len(values) > 1 else ""
-  return f"{res._fmt(float(np.mean(values)), unit)}{std} {unit} (n = {len(values)})"
+  std = f" ± {tables._fmt(float(np.std(values, ddof=1)), unit)}" if len(values) > 1 else ""
+  return f"{tables._fmt(float(np.mean(values)), unit)}{std} {unit} (n = {len(values)})"
 
 
 def _test_cell(d: dict, unit: str) -> str:
