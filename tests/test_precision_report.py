@@ -32,7 +32,7 @@ def test_a_pair_is_recorded_with_its_commands_and_welch_test(tmp_path):
   assert entry["bfloat16_minus_float32"]["test"] == "welch"
   assert entry["bfloat16_minus_float32"]["difference"] == pytest.approx(0.0, abs=1e-9)
   table = precision_report.accuracy_table(tmp_path / "results")
-  assert "| `mnist_mlp` test accuracy | 99.00 ± 0.10 % (n = 3) | 99.00 ± 0.10 % (n = 3) |" in table
+  assert "| `mnist_mlp` test accuracy | 99.00 ± 0.10 % (n = 3) | 99.00 ± 0.10 % (n = 3) | +0.00 points, p = 1.00 (Welch) |" in table
 
 
 @pytest.mark.parametrize("order, changes, message", [

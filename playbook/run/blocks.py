@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from playbook.run import precision_report
-from playbook.run.results import RESULTS_DIR, ROOT, ReportError, reference
+from playbook.run.results import PRECISION_DIR, RESULTS_DIR, ROOT, ReportError, reference
 from playbook.run.tables import export_block, study_block, table
 
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
@@ -35,7 +35,7 @@ def documents(root: Path = RESULTS_DIR, repo: Path = ROOT) -> dict[Path, list[tu
                                                                                    str]]]:
   """Every generated block: file -> [(begin marker, end marker, expected body)]."""
   readme = [(BEGIN, END, table(root))]
-  if (root / "precision").is_dir():
+  if (root / PRECISION_DIR).is_dir():
     readme.append((precision_report.BEGIN, precision_report.END,
                    precision_report.block(root, repo)))
   out = {repo / "README.md": readme}

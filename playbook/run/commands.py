@@ -62,14 +62,8 @@ def _auto_resolved(key: str, value, default, results: dict | None) -> bool:
           and f"({value})" in str(results.get("data_copy", results.get("data", ""))))
 
 
-def rebuild_command(config: dict, workdir: str, results: dict | None = None) -> str:
-  """The launch.main command that gives ``config``: the study's config file and an override for
-  every recipe value that differs from its defaults, checked by parsing it back."""
-  study = config.get("study")
-  if not study:
-    raise ReportError("config.json names no study; pass --command")
-  default = flatten(default_config(study))
-  run = flatten(config)
+def _overrides(run: dict, default: dict, results: dict | None, study: str, spec: str):
+  """(overrides, keys left to the defaults) that turn ``default`` into ``run`` (flat dicts)."""
   overrides, same = [], set()
   for key, value in sorted(run.items()):
     if key in NOT_RECIPE or key == "task":
@@ -78,11 +72,31 @@ def rebuild_command(config: dict, workdir: str, results: dict | None = None) -> 
       same.add(key)
       continue
     if key not in default:
-      raise ReportError(f"config.json's {key} is not a key of experiments/{study}.py today; "
+      raise ReportError(f"config.json's {key} is not a key of experiments/{spec} today; "
                         "pass --command")
     if norm(value) != norm(default[key]):
       overrides.append(f"--config.{key}={_flag_value(value)}")
-  command = " ".join(["python -m launch.main", f"--config=experiments/{study}.py",
+  return overrides, same
+
+
+def rebuild_command(config: dict, workdir: str, results: dict | None = None) -> str:
+  """The launch.main command that gives ``config``: the study's config file (or its ``:quick``
+  variant, whichever needs fewer overrides) and an override for every recipe value that differs
+  from its defaults, checked by parsing it back."""
+  study = config.get("study")
+  if not study:
+    raise ReportError("config.json names no study; pass --command")
+  run = flatten(config)
+  spec = f"{study}.py"
+  candidates = [(spec, *_overrides(run, flatten(default_config(study)), results, study, spec))]
+  try:
+    quick = flatten(default_config(study, "quick"))
+  except ValueError:  # tasks.ConfigError: a study without a :quick variant.
+    quick = None
+  if quick is not None:
+    candidates.append((f"{spec}:quick", *_overrides(run, quick, results, study, f"{spec}:quick")))
+  spec, overrides, same = min(candidates, key=lambda c: len(c[1]))  # The first on a tie.
+  command = " ".join(["python -m launch.main", f"--config=experiments/{spec}",
                       f"--workdir={workdir}", *map(shlex.quote, overrides)])
   _, parsed = config_from_command(command)
   parsed = flatten(parsed)

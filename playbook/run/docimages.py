@@ -5,6 +5,7 @@
 - the plots of its run (``DIR/plots/*.png``), from the first run directory that has them: the
   runs recorded in ``results/<study>/``, then ``runs/<study>``, then ``runs/<study>_*``; wide
   figures are scaled to ``MAX_WIDTH`` pixels and photo grids saved as JPEG;
+- ``sweep_<run>.png``: the sweep plot of every ``runs/<study>_*`` sweep run (``DIR/plots/sweep.png``);
 - ``test_curves_<machine>.png``: test accuracy per epoch of recorded runs that carry their curve
   (the device runs' rows do), one line per seed;
 - ``architecture.png``: the layer stack of ``results/reference.json``'s ``sketch``.
@@ -115,6 +116,10 @@ def refresh(root: Path = res.RESULTS_DIR) -> list[str]:
           photo = study in PHOTO_STUDIES and name == "most_confident_mistakes"
           dest = shrink(src, IMG / study / f"{name}{'.jpg' if photo else '.png'}")
           index[str(dest.relative_to(IMG))] = str(src.relative_to(res.ROOT))
+    for src in (d / "plots" / "sweep.png" for d in dirs):
+      if src.is_file():
+        dest = shrink(src, IMG / study / f"sweep_{src.parents[1].name}.png")
+        index[str(dest.relative_to(IMG))] = str(src.relative_to(res.ROOT))
     for dest, source_text in test_curves(study, root):
       index[str(dest.relative_to(IMG))] = source_text
     if ref["studies"][study].get("sketch"):

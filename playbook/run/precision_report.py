@@ -60,7 +60,7 @@ def add_pair(float32_dir: str | Path, bfloat16_dir: str | Path,
   study = flat["float32"]["study"]
   entry = {"study": study, "machine": machines["float32"], **sides,
            "bfloat16_minus_float32": compare.difference(rows[0], rows[1])}
-  path = root / "precision" / f"{study}.{machines['float32']['slug']}.json"
+  path = root / res.PRECISION_DIR / f"{study}.{machines['float32']['slug']}.json"
   path.parent.mkdir(parents=True, exist_ok=True)
   path.write_text(json.dumps(entry, indent=1, sort_keys=True) + "\n")
   return path
@@ -74,7 +74,7 @@ def _mean_std(values: list[float], unit: str) -> str:
 def _test_cell(d: dict, unit: str) -> str:
   if d["test"] is None:
     return f"n/a ({d['why']})"
-  diff = f"{d['difference']:+.2f} {unit}".rstrip()
+  diff = f"{d['difference']:+.2f} {'points' if unit == '%' else unit}".rstrip()
   if d["test"] == "welch":
     return f"{diff}, p = {d['p_value']:.2f} (Welch)" if d["p_value"] is not None else diff
   low, high = d["interval_95"]
@@ -83,15 +83,14 @@ def _test_cell(d: dict, unit: str) -> str:
 
 def accuracy_table(root: Path = res.RESULTS_DIR) -> str:
   """One row per recorded pair, then the commands that made them."""
-  entries = [json.loads(p.read_text()) for p in sorted((root / "precision").glob("*.json"))]
-  lines = ["| study | float32 | bfloat16 | bfloat16 − float32 | training s (f32 / bf16) | machine |",
-           "|---|---|---|---|---|---|"]
+  entries = [json.loads(p.read_text()) for p in sorted((root / res.PRECISION_DIR).glob("*.json"))]
+  lines = ["| study | float32 | bfloat16 | bfloat16 − float32 | machine |", "|---|---|---|---|---|"]
   for e in entries:
     f32, bf16, unit = e["float32"], e["bfloat16"], e["float32"]["unit"]
     lines.append(
         f"| `{e['study']}` {f32['metric']} | {_mean_std(f32['per_seed'], unit)} | "
         f"{_mean_std(bf16['per_seed'], unit)} | {_test_cell(e['bfloat16_minus_float32'], unit)} | "
-        f"{f32['train_seconds']:,.0f} / {bf16['train_seconds']:,.0f} | {e['machine']['label']} |")
+        f"{e['machine']['label']} |")
   commands = [e[p]["command"] for e in entries for p in PRECISIONS]
   return "\n".join(lines) + "\n\n```bash\n" + "\n".join(commands) + "\n```"
 

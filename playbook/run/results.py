@@ -98,9 +98,13 @@ def reference(root: Path = RESULTS_DIR) -> dict:
   return json.loads((root / REFERENCE_FILE).read_text())
 
 
+PRECISION_DIR = "precision"  # results/precision/: float32/bfloat16 pairs (precision_report.py).
+
+
 def records(root: Path = RESULTS_DIR) -> list[dict]:
   """Every results/<study>/<machine>.json."""
-  return [json.loads(p.read_text()) for p in sorted(root.glob("*/*.json"))]
+  return [json.loads(p.read_text()) for p in sorted(root.glob("*/*.json"))
+          if p.parent.name != PRECISION_DIR]
 
 
 @dataclasses.dataclass

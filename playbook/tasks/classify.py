@@ -348,7 +348,8 @@ def fit_and_test(config: ml_collections.ConfigDict, workdir: str | Path, *,
   if not main_process:
     return results
   if swept:
-    plot_sweep(swept, variants["variants"], workdir / "plots" / "sweep.png")
+    plot_sweep(swept, variants["variants"], workdir / "plots" / "sweep.png",
+               best=best["name"])
   variables = {"params": weights["params"], **weights["model_state"]}
   logits = predict_logits(learner.logits_fn, variables, data.test.x,
                           config.train.eval_batch_size)
@@ -385,9 +386,11 @@ def sweep_results(swept: sweep.Sweep, result, test: dict, train_cfg) -> dict:
   return {"variants": rows, "best_index": int(np.argmax(sign * val.mean(axis=1)))}
 
 
-def plot_sweep(swept: sweep.Sweep, variants: list[dict], path: Path) -> Path:
+def plot_sweep(swept: sweep.Sweep, variants: list[dict], path: Path,
+               best: str | None = None) -> Path:
   """Test accuracy against each swept value: every seed a point, the mean over seeds a line
-  (over the other swept values, one line each)."""
+  (over the other swept values, one line each), the validation mean dashed (it picks the best
+  variant, starred). The accuracy axis spans at least a point, so seed noise looks its size."""
   fig, axes = plots.plt.subplots(1, len(swept.names), figsize=(5.5 * len(swept.names), 4),
                                  squeeze=False)
   for ax, name in zip(axes[0], swept.names):
@@ -396,21 +399,31 @@ def plot_sweep(swept: sweep.Sweep, variants: list[dict], path: Path) -> Path:
     for fixed in others:
       rows = [r for r in variants if all(r["values"][sweep.SWEEPABLE[n]] == v for n, v in fixed)]
       x = np.array([r["values"][sweep.SWEEPABLE[name]] for r in rows])
-      means = [100 * r["test_accuracy"]["mean"] for r in rows]
-      line, = ax.plot(x, means, marker="o", label=", ".join(f"{n}={v:g}" for n, v in fixed)
-                      or "mean over seeds")
+      label = ", ".join(f"{n}={v:g}" for n, v in fixed)
+      line, = ax.plot(x, [100 * r["test_accuracy"]["mean"] for r in rows], marker="o",
+                      label=f"test ({label})" if label else "test, mean over seeds")
+      ax.plot(x, [100 * r["val_accuracy"]["mean"] for r in rows], ls="--", lw=1,
+              color=line.get_color(), label=f"validation ({label})" if label else "validation")
       for xi, r in zip(x, rows):
         seeds = 100 * np.asarray(r["test_accuracy"]["per_seed"])
         ax.scatter(np.full(len(seeds), xi), seeds, s=12, alpha=0.5, color=line.get_color())
+        if r["name"] == best:
+          ax.scatter([xi], [100 * r["test_accuracy"]["mean"]], marker="*", s=160, zorder=3,
+                     color=line.get_color(), label="best on validation")
     if np.all(x > 0) and x.max() / x.min() >= 10:
       ax.set_xscale("log")
     ax.set_xticks(sorted(set(x)), [f"{v:g}" for v in sorted(set(x))], minor=False)
     ax.set_xticks([], minor=True)
+    low, high = ax.get_ylim()
+    if high - low < 1.0:
+      middle = (low + high) / 2
+      ax.set_ylim(middle - 0.5, middle + 0.5)
     ax.set_xlabel(name)
-    ax.set_ylabel("test accuracy (%)")
+    ax.set_ylabel("accuracy (%)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-  fig.suptitle(f"Sweep: {len(variants)} variants x {swept.seeds} seeds, one program")
+  seeds = f"{swept.seeds} seed" + ("s" if swept.seeds > 1 else "")
+  fig.suptitle(f"Sweep: {len(variants)} variants x {seeds}, one program")
   return plots.save(fig, path)
 
 
