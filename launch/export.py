@@ -30,7 +30,9 @@ _FORMATS = flags.DEFINE_list("formats", list(pipeline.FORMATS),
 _QUANTIZE = flags.DEFINE_list("quantize", ["none"],
                               "TFLite variants, from none (float32), dynamic (dynamic-range "
                               "int8 weights), int8 (full int8, calibrated on training images).")
-_SEED_INDEX = flags.DEFINE_integer("seed_index", 0, "Which seed of a vmapped run to export.")
+_SEED_INDEX = flags.DEFINE_integer("seed_index", None,
+                                   "Which model of a vmapped run to export (default: seed 0; "
+                                   "in a sweep, its best variant's first seed).")
 _DATA_DIR = flags.DEFINE_string("data_dir", None,
                                 "Data root for the test and calibration data "
                                 "(default: the run's config, then $PLAYBOOK_DATA_DIR).")

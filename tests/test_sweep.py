@@ -17,6 +17,8 @@ import pytest
 
 from conftest import ROOT
 from playbook.models.dropout import Dropout
+from playbook.run import rundir
+from playbook.tasks import classify
 from playbook.train import loop, sweep
 
 MLP = "--config=experiments/mnist_mlp.py:quick"
@@ -116,3 +118,15 @@ def test_a_dropout_and_label_smoothing_variant_is_what_its_own_run_gives(real_da
   alone = run(tmp_path / "alone", "--config.model.dropout=0.5", "--config.optim.label_smoothing=0.3")
   assert results["variants"][3]["test_accuracy"]["mean"] == pytest.approx(
       alone["test_accuracy"]["mean"], abs=3e-4)
+
+
+def test_predict_takes_the_best_variants_first_seed(swept):
+  workdir, results = swept
+  config = rundir.read_config(workdir)
+  best = [v["name"] for v in results["variants"]].index(results["best_variant"])
+  assert classify.stored_model(config, workdir, None) == (6, 2 * best)
+  data = classify.load_data(config.data)
+  probabilities = classify.predictor(config, workdir).predict(data.test.x)
+  accuracy = np.mean(probabilities.argmax(-1) == data.test.y)
+  assert accuracy == pytest.approx(
+      results["variants"][best]["test_accuracy"]["per_seed"][0], abs=2e-4)

@@ -117,13 +117,16 @@ def config_arg(arg: str, *valid: str) -> str:
   return arg
 
 
-def exportable(workdir: str | Path, *, seed_index: int = 0, data_dir: str | None = None):
+def exportable(workdir: str | Path, *, seed_index: int | None = None,
+               data_dir: str | None = None):
   """The model of the run in ``workdir`` (its config and best checkpoint) as an ``Exportable``,
-  built by its task's ``exporter``."""
+  built by its task's ``exporter``; ``seed_index`` (default: the task's choice, seed 0 or a
+  sweep's best variant) picks one model of a vmapped run."""
   from playbook.run import rundir
   task, config = for_workdir(workdir)
   if not hasattr(task, "exporter"):
     raise rundir.RunDirError(f"{workdir} holds a run of task {config.task!r}, which has nothing "
                              "to export.")
   rundir.best_checkpoint_step(workdir)  # Fail before any data is read.
-  return task.exporter(config, workdir, seed_index=seed_index, data_dir=data_dir)
+  chosen = {} if seed_index is None else {"seed_index": seed_index}
+  return task.exporter(config, workdir, data_dir=data_dir, **chosen)

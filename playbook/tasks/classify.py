@@ -451,21 +451,38 @@ def plot_results(workdir: Path, history, test, logits, data, *,
 # ------------------------------------------------------------------------ predict and export
 
 
+def stored_model(config: ml_collections.ConfigDict, workdir: str | Path,
+                 seed_index: int | None) -> tuple[int, int]:
+  """(models stacked in the run's checkpoints, the one to restore). A sweep stores every
+  variant's seeds, variant-major; by default its best variant's first seed, else seed 0."""
+  swept = sweep.parse(config)
+  if swept is None:
+    return config.num_seeds, seed_index or 0
+  if seed_index is None:
+    best = json.loads(rundir.run_file(workdir, rundir.RESULTS_FILE).read_text())["best_variant"]
+    seed_index = [swept.label(v) for v in swept.variants].index(best) * swept.seeds
+  return swept.num_models, seed_index
+
+
 def restore_learner(config: ml_collections.ConfigDict, workdir: str | Path, *,
-                    make_learner: Callable[..., Learner] = flax_learner, seed_index: int = 0):
-  """(learner, variables, meta, inputs) of a run's best checkpoint, without its data."""
+                    make_learner: Callable[..., Learner] = flax_learner,
+                    seed_index: int | None = None):
+  """(learner, variables, meta, inputs) of a run's best checkpoint, without its data: model
+  ``seed_index`` of the stacked ones (default: ``stored_model``'s)."""
   inputs = json.loads(rundir.run_file(workdir, INPUTS_FILE).read_text())
   sample = np.zeros((1, *inputs["input_shape"]), np.uint8)
   learner = make_learner(config, len(inputs["class_names"]), sample, 1)
   params, model_state = jax.eval_shape(learner.init_fn, jax.random.PRNGKey(0))
+  num_models, seed_index = stored_model(config, workdir, seed_index)
   variables, meta = rundir.restore_best(workdir, {"params": params, **model_state},
-                                        num_seeds=config.num_seeds, seed_index=seed_index)
+                                        num_seeds=num_models, seed_index=seed_index)
   return learner, variables, meta, inputs
 
 
 def predictor(config: ml_collections.ConfigDict, workdir: str | Path, *,
               make_learner: Callable[..., Learner] = flax_learner) -> Predictor:
-  """Class probabilities of uint8 images shaped like the training images (seed 0's best)."""
+  """Class probabilities of uint8 images shaped like the training images (seed 0's best; a
+  sweep's best variant's)."""
   learner, variables, _, inputs = restore_learner(config, workdir, make_learner=make_learner)
   logits = jax.jit(learner.logits_fn)
   return Predictor(predict=lambda images: np.asarray(jax.nn.softmax(logits(variables, images))),
@@ -473,16 +490,18 @@ def predictor(config: ml_collections.ConfigDict, workdir: str | Path, *,
                    resize="squash")
 
 
-def exporter(config: ml_collections.ConfigDict, workdir: str | Path, *, seed_index: int = 0,
-             data_dir: str | None = None):
+def exporter(config: ml_collections.ConfigDict, workdir: str | Path, *,
+             seed_index: int | None = None, data_dir: str | None = None):
   """The run's best checkpoint as an ``Exportable`` (images -> logits), built from the plain
-  ops (``adapters.plain_ops``), standardisation inside, tested on the run's test set."""
+  ops (``adapters.plain_ops``), standardisation inside, tested on the run's test set; model
+  ``seed_index`` of a vmapped run (default: seed 0, or a sweep's best variant's first seed)."""
   from playbook.export import adapters  # Export is not imported by training.
   data = load_data(config.data, data_dir)
   model = models.build(adapters.plain_ops(config.model), len(data.class_names))
   sample = jnp.zeros((1, *data.test.x.shape[1:]), jnp.float32)
   abstract = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), sample, train=False))
-  variables, meta = rundir.restore_best(workdir, dict(abstract), num_seeds=config.num_seeds,
+  num_models, seed_index = stored_model(config, workdir, seed_index)
+  variables, meta = rundir.restore_best(workdir, dict(abstract), num_seeds=num_models,
                                         seed_index=seed_index)
   return adapters.classifier_exportable(
       name=config.study, model=model, variables=variables,
