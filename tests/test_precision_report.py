@@ -44,3 +44,16 @@ def test_pairs_that_do_not_compare_are_refused(tmp_path, order, changes, message
   second = write_run(tmp_path / "b", order[1], [0.99, 0.98], **changes)
   with pytest.raises(results.ReportError, match=message):
     precision_report.add_pair(first, second, root=tmp_path / "results")
+
+
+def test_keys_a_run_predates_and_auto_resolved_sources_are_no_difference(tmp_path):
+  f32 = write_run(tmp_path / "f32", "float32", [0.990, 0.991])
+  config = json.loads((f32 / "config.json").read_text())
+  del config["sweep"]  # Made before sweeps existed, with the source spelt out.
+  config["data"]["source"] = "files"
+  (f32 / "config.json").write_text(json.dumps(config))
+  bf16 = write_run(tmp_path / "bf16", "bfloat16", [0.989, 0.990])
+  results = json.loads((bf16 / "results.json").read_text())
+  (bf16 / "results.json").write_text(json.dumps(results | {"data_copy": "mnist (files)"}))
+  entry = json.loads(precision_report.add_pair(f32, bf16, root=tmp_path / "r").read_text())
+  assert entry["bfloat16_minus_float32"]["test"] == "bootstrap"

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from playbook.run import compare, tables
+from playbook.run import commands, compare, tables
 from playbook.run import results as res
-from playbook.run.commands import rebuild_command, relative_workdir
+
 
 BEGIN, END = "<!-- precision:begin -->", "<!-- precision:end -->"
 STEP_TIMES = Path("benchmarks") / "results" / "precision_cpu.json"
@@ -36,19 +36,44 @@ def _side(workdir: Path, precision: str) -> dict:
   if results.get("variants"):
     raise res.ReportError(f"{workdir} is a sweep; record plain runs (one config each)")
   name, values, unit, _ = res.metric_of(results)
-  return {"command": rebuild_command(config, relative_workdir(workdir), results),
+  return {"command": commands.rebuild_command(config, commands.relative_workdir(workdir), results),
           "metric": name, "unit": unit, "per_seed": values,
           "train_seconds": res.training_seconds(results),
           "config": config, "environment": results.get("environment", {})}
 
 
+def _differences(flat: dict[str, dict], results: dict[str, dict]) -> list[str]:
+  """Recipe keys whose values differ between the two runs. Not differences: a key one run
+  predates, whose value in the other is today's default; ``data.source='auto'`` in one run where
+  it resolved to the other's explicit source (the same files)."""
+  default = res.flatten(commands.default_config(flat["float32"]["study"]))
+  missing = object()
+  differ = []
+  for key in sorted(flat["float32"].keys() | flat["bfloat16"].keys()):
+    a, b = (flat[p].get(key, missing) for p in PRECISIONS)
+    if key in UNCOMPARED:
+      continue
+    if a is missing or b is missing:
+      if res.norm(b if a is missing else a) != res.norm(default.get(key)):
+        differ.append(key)
+      continue
+    if res.norm(a) == res.norm(b):
+      continue
+    if key == "data.source" and any(
+        flat[p][key] == "auto" and f"({flat[q][key]})" in str(results[p].get("data_copy", ""))
+        for p, q in (PRECISIONS, PRECISIONS[::-1])):
+      continue
+    differ.append(key)
+  return differ
+
+
 def add_pair(float32_dir: str | Path, bfloat16_dir: str | Path,
              root: Path = res.RESULTS_DIR) -> Path:
   """Records a float32 run and its bfloat16 twin; returns the file written."""
-  sides = {p: _side(Path(d), p) for p, d in zip(PRECISIONS, (float32_dir, bfloat16_dir))}
+  dirs = dict(zip(PRECISIONS, (Path(float32_dir), Path(bfloat16_dir))))
+  sides = {p: _side(d, p) for p, d in dirs.items()}
   flat = {p: res.flatten(s.pop("config")) for p, s in sides.items()}
-  differ = sorted(k for k in flat["float32"].keys() | flat["bfloat16"].keys()
-                  if k not in UNCOMPARED and flat["float32"].get(k) != flat["bfloat16"].get(k))
+  differ = _differences(flat, {p: compare.read_results(d) for p, d in dirs.items()})
   if differ:
     raise res.ReportError(f"the two runs differ in more than their precision: {', '.join(differ)}")
   machines = {p: res.machine(s.pop("environment")) for p, s in sides.items()}
