@@ -41,7 +41,17 @@ def run_dirs(study: str, root: Path) -> list[Path]:
          for r in h.runs]
   runs = res.ROOT / "runs"
   out += [runs / study, *sorted(runs.glob(f"{study}_*"))]
-  return [d for d in dict.fromkeys(out) if (d / "plots").is_dir()]
+  return [d for d in dict.fromkeys(out) if (d / "plots").is_dir() and not _quick(d)]
+
+
+def _quick(workdir: Path) -> bool:
+  """A run on part of the training data (a ``:quick`` config): its plots show nothing of the
+  study."""
+  try:
+    config = json.loads((workdir / "config.json").read_text())
+  except (OSError, ValueError):
+    return False
+  return config.get("data", {}).get("train_limit") is not None
 
 
 def shrink(src: Path, dest: Path) -> Path:
