@@ -235,6 +235,8 @@ def test_two_processes_with_jax_distributed_match_one_process(real_data_dir, tmp
   assert two["test_accuracy"]["mean"] == pytest.approx(single["test_accuracy"]["mean"], abs=TOL)
 
   # The checkpoint both processes wrote, restored on this one device: the same test figures.
+  # (A finished run is not trained again: without its results.json it resumes and evaluates.)
+  (workdir / "results.json").unlink()
   resumed = classify.train(config(), workdir)
   assert resumed["parallel"]["processes"] == 1 and resumed["epochs_run"] == 2
   assert resumed["test_accuracy"]["mean"] == pytest.approx(two["test_accuracy"]["mean"], abs=1e-7)
