@@ -55,20 +55,20 @@ def config_from_command(command: str) -> tuple[str, dict]:
   return Path(spec.split(":")[0]).stem, json.loads(values["config"].value.to_json())
 
 
-def _auto_resolved(key: str, value, default, results: dict | None) -> bool:
+def auto_resolved(key: str, value, default, results: dict | None) -> bool:
   """Whether a run's ``data.source`` is what today's default 'auto' resolved to for it (its
   results name the source they read): the same files, so no override is needed."""
   return (key == "data.source" and default == "auto" and results is not None
           and f"({value})" in str(results.get("data_copy", results.get("data", ""))))
 
 
-def _overrides(run: dict, default: dict, results: dict | None, study: str, spec: str):
+def _overrides(run: dict, default: dict, results: dict | None, spec: str):
   """(overrides, keys left to the defaults) that turn ``default`` into ``run`` (flat dicts)."""
   overrides, same = [], set()
   for key, value in sorted(run.items()):
     if key in NOT_RECIPE or key == "task":
       continue
-    if key in default and _auto_resolved(key, value, default[key], results):
+    if key in default and auto_resolved(key, value, default[key], results):
       same.add(key)
       continue
     if key not in default:
@@ -88,13 +88,13 @@ def rebuild_command(config: dict, workdir: str, results: dict | None = None) -> 
     raise ReportError("config.json names no study; pass --command")
   run = flatten(config)
   spec = f"{study}.py"
-  candidates = [(spec, *_overrides(run, flatten(default_config(study)), results, study, spec))]
+  candidates = [(spec, *_overrides(run, flatten(default_config(study)), results, spec))]
   try:
     quick = flatten(default_config(study, "quick"))
   except ValueError:  # tasks.ConfigError: a study without a :quick variant.
     quick = None
   if quick is not None:
-    candidates.append((f"{spec}:quick", *_overrides(run, quick, results, study, f"{spec}:quick")))
+    candidates.append((f"{spec}:quick", *_overrides(run, quick, results, f"{spec}:quick")))
   spec, overrides, same = min(candidates, key=lambda c: len(c[1]))  # The first on a tie.
   command = " ".join(["python -m launch.main", f"--config=experiments/{spec}",
                       f"--workdir={workdir}", *map(shlex.quote, overrides)])

@@ -15,8 +15,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
-
 from playbook.run import commands, compare, tables
 from playbook.run import results as res
 
@@ -39,7 +37,7 @@ def _side(workdir: Path, precision: str) -> dict:
   return {"command": commands.rebuild_command(config, commands.relative_workdir(workdir), results),
           "metric": name, "unit": unit, "per_seed": values,
           "train_seconds": res.training_seconds(results),
-          "config": config, "environment": results.get("environment", {})}
+          "config": config, "results": results}
 
 
 def _differences(flat: dict[str, dict], results: dict[str, dict]) -> list[str]:
@@ -59,9 +57,8 @@ def _differences(flat: dict[str, dict], results: dict[str, dict]) -> list[str]:
       continue
     if res.norm(a) == res.norm(b):
       continue
-    if key == "data.source" and any(
-        flat[p][key] == "auto" and f"({flat[q][key]})" in str(results[p].get("data_copy", ""))
-        for p, q in (PRECISIONS, PRECISIONS[::-1])):
+    if any(commands.auto_resolved(key, flat[q][key], flat[p][key], results[p])
+           for p, q in (PRECISIONS, PRECISIONS[::-1])):
       continue
     differ.append(key)
   return differ
@@ -73,15 +70,16 @@ def add_pair(float32_dir: str | Path, bfloat16_dir: str | Path,
   dirs = dict(zip(PRECISIONS, (Path(float32_dir), Path(bfloat16_dir))))
   sides = {p: _side(d, p) for p, d in dirs.items()}
   flat = {p: res.flatten(s.pop("config")) for p, s in sides.items()}
-  differ = _differences(flat, {p: compare.read_results(d) for p, d in dirs.items()})
+  results = {p: s.pop("results") for p, s in sides.items()}
+  differ = _differences(flat, results)
   if differ:
     raise res.ReportError(f"the two runs differ in more than their precision: {', '.join(differ)}")
-  machines = {p: res.machine(s.pop("environment")) for p, s in sides.items()}
+  machines = {p: res.machine(r.get("environment", {})) for p, r in results.items()}
   if machines["float32"]["slug"] != machines["bfloat16"]["slug"]:
     raise res.ReportError(f"the runs were made on different machines ({machines['float32']['label']}"
                           f" and {machines['bfloat16']['label']}); compare them on one")
-  rows = [compare.Row(p, float(np.mean(s["per_seed"])), 0.0, len(s["per_seed"]),
-                      np.asarray(s["per_seed"])) for p, s in sides.items()]
+  stats = {p: compare.seed_values(s["per_seed"]) for p, s in sides.items()}
+  rows = [compare.Row(p, mean, std, len(values), values) for p, (mean, std, values) in stats.items()]
   study = flat["float32"]["study"]
   entry = {"study": study, "machine": machines["float32"], **sides,
            "bfloat16_minus_float32": compare.difference(rows[0], rows[1])}
@@ -92,8 +90,9 @@ def add_pair(float32_dir: str | Path, bfloat16_dir: str | Path,
 
 
 def _mean_std(values: list[float], unit: str) -> str:
-  std = f" ± {tables._fmt(float(np.std(values, ddof=1)), unit)}" if len(values) > 1 else ""
-  return f"{tables._fmt(float(np.mean(values)), unit)}{std} {unit} (n = {len(values)})"
+  mean, std, _ = compare.seed_values(values)
+  spread = f" ± {tables._fmt(std, unit)}" if len(values) > 1 else ""
+  return f"{tables._fmt(mean, unit)}{spread} {unit} (n = {len(values)})"
 
 
 def _test_cell(d: dict, unit: str) -> str:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
-import types
 from pathlib import Path
 from typing import Callable
 

@@ -387,8 +387,9 @@ def with_hyperparams(state: TrainState, hparams: dict[str, np.ndarray]) -> Train
     raise ValueError(f"The state has no hyperparameter {sorted(missing)} to sweep (optimiser "
                      "values must be injected, the model's be in model_state['hparams']).")
   held = jax.tree_util.tree_map_with_path(set_leaf, held)
-  model_state = dict(state.model_state, **held["model_state"]) if sweep.HPARAMS in \
-      state.model_state else state.model_state
+  model_state = state.model_state
+  if sweep.HPARAMS in model_state:
+    model_state = {**model_state, **held["model_state"]}
   return state.replace(opt_state=held["opt_state"], model_state=model_state)
 
 

@@ -111,14 +111,8 @@ def model_hparams(config: ml_collections.ConfigDict, sweep: Sweep | None) -> dic
   values; ``fit`` then sets each model's own), or {} when none is swept."""
   if sweep is None or not sweep.model_names:
     return {}
-  return {HPARAMS: {n: np.float32(value(config, SWEEPABLE[n])) for n in sweep.model_names}}
-
-
-def value(config: ml_collections.ConfigDict, path: str):
-  """``config``'s value at a dotted ``path`` ('model.dropout')."""
-  for part in path.split("."):
-    config = config[part]
-  return config
+  from playbook.tasks.schema import lookup  # The config's dotted keys; tasks import this module.
+  return {HPARAMS: {n: np.float32(lookup(config, SWEEPABLE[n])) for n in sweep.model_names}}
 
 
 def per_variant(values: np.ndarray, sweep: Sweep) -> np.ndarray:
