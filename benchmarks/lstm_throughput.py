@@ -89,29 +89,35 @@ class JaxSide:
     self.epoch += 1
 
 
+def torch_char_rnn(m, vocab_size: int):
+  """The seed notebook's CharRNN in PyTorch for the model config ``m``: one-hot inputs,
+  ``nn.LSTM`` (cuDNN on a GPU) with dropout between layers, dropout, a linear read-out."""
+  from torch import nn
+
+  class CharRNN(nn.Module):
+    def __init__(self):
+      super().__init__()
+      self.lstm = nn.LSTM(vocab_size, m.hidden, m.num_layers, dropout=m.dropout,
+                          batch_first=True)
+      self.dropout = nn.Dropout(m.dropout)
+      self.fc = nn.Linear(m.hidden, vocab_size)
+
+    def forward(self, x, hidden):
+      out, hidden = self.lstm(nn.functional.one_hot(x, vocab_size).float(), hidden)
+      return self.fc(self.dropout(out)), hidden
+
+  return CharRNN()
+
+
 class TorchSide:
   """The seed notebook's CharRNN in PyTorch, trained on the same streams."""
 
   def __init__(self, config, vocab_size: int, train: dict, num_steps: int):
     import torch
-    from torch import nn
     self.torch = torch
     torch.manual_seed(0)
     m = config.model
-
-    class CharRNN(nn.Module):
-      def __init__(self):
-        super().__init__()
-        self.lstm = nn.LSTM(vocab_size, m.hidden, m.num_layers, dropout=m.dropout,
-                            batch_first=True)
-        self.dropout = nn.Dropout(m.dropout)
-        self.fc = nn.Linear(m.hidden, vocab_size)
-
-      def forward(self, x, hidden):
-        out, hidden = self.lstm(nn.functional.one_hot(x, vocab_size).float(), hidden)
-        return self.fc(self.dropout(out)), hidden
-
-    self.model = CharRNN().train()
+    self.model = torch_char_rnn(m, vocab_size).train()
     self.opt = torch.optim.Adam(self.model.parameters(), lr=config.optim.learning_rate)
     self.clip, self.vocab = config.optim.clip_norm, vocab_size
     b = config.train.batch_size
