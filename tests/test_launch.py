@@ -204,10 +204,13 @@ def test_sigkill_then_resume_gives_exactly_the_uninterrupted_metrics(uninterrupt
   assert read_metrics(tmp_path) == read_metrics(uninterrupted)
 
 
-def test_a_finished_run_run_again_trains_nothing_and_keeps_its_results(uninterrupted):
+def test_a_finished_run_run_again_trains_nothing_and_keeps_its_results(uninterrupted, tmp_path):
   study, workdir = uninterrupted
   before = (workdir / "results.json").read_bytes()
-  out = launch(*kill_args(study), workdir=workdir)
+  # A data root whose MNIST is corrupt: the answer comes before any data are read.
+  (tmp_path / "mnist").mkdir()
+  (tmp_path / "mnist" / "train-images-idx3-ubyte.gz").write_bytes(b"not gzip")
+  out = launch(*kill_args(study), f"--config.data.dir={tmp_path}", workdir=workdir)
   assert out.returncode == 0, out.stderr[-2000:]
   assert "finished: nothing to train" in out.stdout
   assert (workdir / "results.json").read_bytes() == before

@@ -252,17 +252,19 @@ def cpu_model() -> str:
   return f"{name} ({units[0] if units else 'no AVX2'})"
 
 
-def finished(workdir: str | Path) -> dict | None:
-  """The results of a run that has already finished in ``workdir`` (``results.json`` is written
-  last), after saying so and letting go of the lock; None when there is still work to do.
+def finished(workdir: str | Path, config: ml_collections.ConfigDict) -> dict | None:
+  """The results of a run of ``config`` that has already finished in ``workdir``
+  (``results.json`` is written last), after saying so; None when there is still work to do.
 
-  Its config is the one asked for (``prepare`` checked), so a re-run would train nothing and
-  only overwrite the figures, the wall time among them, with a re-evaluation's."""
+  Called before any data are read: a finished run is answered at once. Its config must be the
+  one asked for (``prepare`` checks), so a re-run would train nothing and only overwrite the
+  figures, the wall time among them, with a re-evaluation's."""
   path = Path(workdir) / RESULTS_FILE
   try:
     results = json.loads(path.read_text())
   except (OSError, ValueError):  # Absent, or cut short: the run goes on and writes it anew.
     return None
+  prepare(workdir, config)  # Refuses another config, as resuming would.
   release(Path(workdir))
   print(f"{workdir} holds this run, finished: nothing to train. Results in {path}; a new "
         "--workdir trains it again.")

@@ -227,10 +227,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
 def train(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
   start = time.perf_counter()
   validate(config)
+  if (done := rundir.finished(workdir, config)) is not None:
+    return done
   vocab, train, val, text_start = prepare_data(config)  # A data error leaves no workdir.
   workdir = rundir.prepare(workdir, config)
-  if (done := rundir.finished(workdir)) is not None:
-    return done
   mesh = parallel.make_mesh(config.parallel.fsdp)
   if parallel.is_main_process():
     vocab.save(workdir / VOCAB_FILE)

@@ -270,10 +270,10 @@ def fit_and_test(config: ml_collections.ConfigDict, workdir: str | Path, *,
                  make_learner: Callable[..., Learner] = flax_learner) -> dict:
   """Trains ``config`` in ``workdir`` (resuming what is there), tests the best checkpoint once."""
   start = time.perf_counter()
+  if (done := rundir.finished(workdir, config)) is not None:
+    return done
   data = load_data(config.data)  # Before the workdir: a data error leaves no trace there.
   workdir = rundir.prepare(workdir, config)  # Every process checks; process 0 writes.
-  if (done := rundir.finished(workdir)) is not None:
-    return done
   main_process = parallel.is_main_process()
   mesh = parallel.make_mesh(config.parallel.fsdp)
   train_split = data.train.take(config.data.get("train_limit"))

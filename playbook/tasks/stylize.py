@@ -106,9 +106,9 @@ def image_path(config: ml_collections.ConfigDict, name: str) -> Path:
 def train(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
   start = time.perf_counter()
   validate(config)
-  workdir = rundir.prepare(workdir, config)
-  if (done := rundir.finished(workdir)) is not None:
+  if (done := rundir.finished(workdir, config)) is not None:
     return done
+  workdir = rundir.prepare(workdir, config)
   result, content, style = optimize.stylize_files(
       config, image_path(config, config.content), image_path(config, config.style))
   written = optimize.save_outputs(

@@ -235,11 +235,11 @@ def validate(config: ml_collections.ConfigDict) -> None:
 def train(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
   start, cpu_start, load_start = time.perf_counter(), time.process_time(), os.getloadavg()
   validate(config)
+  if (done := rundir.finished(workdir, config)) is not None:
+    return done
   backbone = transfer.get_backbone(config.backbone)
   splits = load_splits(config)  # Before the workdir: a data error leaves no trace there.
   workdir = rundir.prepare(workdir, config)
-  if (done := rundir.finished(workdir)) is not None:
-    return done
   class_names = splits[0].class_names
   (workdir / "classes.json").write_text(json.dumps(class_names))
   setup = SETUPS[config.mode](config, workdir, backbone, splits)
