@@ -268,7 +268,8 @@ def lstm_peer(quick: bool, deadline: float) -> dict:
     history.append({"epoch": epoch + 1, "train_nats_per_char": loss.item(),
                     "val_nats_per_char": validate()})
   best = min(history, key=lambda h: h["val_nats_per_char"])
-  return {"model": "one-hot -> nn.LSTM(83, 512, 2, dropout=0.5) -> Dropout(0.5) -> Linear",
+  return {"model": f"one-hot -> nn.LSTM({len(vocab)}, {m.hidden}, {m.num_layers}, dropout="
+                   f"{m.dropout}) -> Dropout({m.dropout}) -> Linear({m.hidden}, {len(vocab)})",
           "device": device, "cudnn": (torch.backends.cudnn.version()
                                       if device == "cuda" else None),
           "epochs_run": len(history), "epochs": epochs,

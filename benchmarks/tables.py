@@ -277,6 +277,58 @@ def precision(root: Path = RESULTS) -> str:
   return _table(["model", "float32 ms/step", "bfloat16 ms/step", "bf16 / f32"], rows)
 
 
+def _mean_std(summary: dict, scale: float = 1.0, digits: int = 2) -> str:
+  """``mean ± std`` of a gpu_peers summary (std only where there are several values)."""
+  mean = f"{scale * summary['mean']:.{digits}f}"
+  return mean if summary["n"] < 2 else f"{mean} ± {scale * summary['std']:.{digits}f}"
+
+
+def _seconds(value) -> str:
+  return "–" if value is None else f"{value:.1f}"
+
+
+def gpu_peers(root: Path = RESULTS) -> str:
+  """Each GPU study beside its PyTorch peer (``gpu_peers.py``), or how to measure it."""
+  path = root / "gpu_peers.json"
+  if not path.exists():
+    return ("No GPU results stored yet: `bash benchmarks/device/gpu_peers.sh` on a GPU machine "
+            "writes `gpu_peers.json`; copy it to `results/` and run `python -m benchmarks.tables "
+            "--write`.")
+  data = json.loads(path.read_text())
+  rows = []
+  if "cifar10_fast" in data:
+    ours = data["cifar10_fast"]
+    rows.append(["`cifar10_fast:official94`, JAX float32",
+                 f"{_mean_std(ours['test_accuracy'], 100)} % (flip TTA)",
+                 str(ours["test_accuracy"]["n"]), _seconds(ours["train_seconds"]["mean"]),
+                 _seconds(ours["steady_train_seconds"]["mean"]),
+                 _seconds(ours["process_wall_seconds"]["mean"])])
+    for variant in data.get("cifar10_fast_variants", []):
+      rows.append([f"the same, `{' '.join(variant['overrides'])}`",
+                   f"{100 * variant['test_accuracy']:.2f} % (flip TTA)", "1",
+                   _seconds(variant["train_seconds"]), _seconds(variant["steady_train_seconds"]),
+                   _seconds(variant["process_wall_seconds"])])
+  if "airbench94" in data:
+    peer = data["airbench94"]
+    rows.append(["airbench94, PyTorch float16",
+                 f"{_mean_std(peer['tta1_accuracy'], 100)} % (flip TTA); "
+                 f"{_mean_std(peer['tta2_accuracy'], 100)} % (its TTA)",
+                 str(peer["tta1_accuracy"]["n"]), _seconds(peer["total_time_seconds"]["mean"]),
+                 "–", _seconds(peer["call_seconds"]["mean"])])
+  for key, name in (("char_lstm", "`char_lstm`, JAX float32"),
+                    ("torch_lstm", "`torch.nn.LSTM` (cuDNN)")):
+    if key in data:
+      r = data[key]
+      rows.append([name, f"{r['best_val_nats_per_char']:.4f} nats/char (epoch "
+                   f"{r['best_epoch']}/{r['epochs_run']})", "1", _seconds(r["train_seconds"]),
+                   _seconds(r["steady_train_seconds"]),
+                   _seconds(r.get("process_wall_seconds"))])
+  gpu = data["environment"].get("gpu") or data["environment"]["device"]
+  return (f"On one {gpu} (`results/gpu_peers.json`):\n\n"
+          + _table(["run", "test accuracy / validation loss", "runs", "train s",
+                    "steady train s", "wall s"], rows))
+
+
 BLOCKS = {
     "ratios": ratios,
     "train_throughput": train_throughput,
@@ -288,6 +340,7 @@ BLOCKS = {
     "style_winograd": style_winograd,
     "style_settings": style_settings,
     "precision": precision,
+    "gpu_peers": gpu_peers,
 }
 
 

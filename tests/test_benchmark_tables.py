@@ -33,3 +33,28 @@ def test_check_names_a_stale_block(tmp_path):
   assert tables.stale_blocks(readme=readme) == ["precision"]
   assert tables.write_blocks(readme=readme)
   assert readme.read_text() == text
+
+
+def test_gpu_peers_rows_put_each_study_beside_its_peer(tmp_path):
+  assert "No GPU results stored yet" in tables.gpu_peers(tmp_path)
+  summary = lambda *values: {"mean": sum(values) / len(values), "n": len(values),
+                             "std": 0.01 if len(values) > 1 else 0.0}
+  lstm = {"best_val_nats_per_char": 1.23456, "best_epoch": 29, "epochs_run": 30,
+          "train_seconds": 60.0, "steady_train_seconds": 50.0}
+  (tmp_path / "gpu_peers.json").write_text(json.dumps({
+      "environment": {"gpu": "NVIDIA H100 80GB HBM3", "device": "cpu"},
+      "cifar10_fast": {"test_accuracy": summary(0.88, 0.90), "train_seconds": summary(9.0),
+                       "steady_train_seconds": summary(5.0),
+                       "process_wall_seconds": summary(20.0)},
+      "airbench94": {"tta1_accuracy": summary(0.89), "tta2_accuracy": summary(0.895),
+                     "total_time_seconds": summary(3.5), "call_seconds": summary(4.0)},
+      "char_lstm": dict(lstm, process_wall_seconds=70.0), "torch_lstm": lstm}))
+  lines = tables.gpu_peers(tmp_path).splitlines()
+  assert lines[0] == "On one NVIDIA H100 80GB HBM3 (`results/gpu_peers.json`):"
+  assert lines[4:] == [
+      "| `cifar10_fast:official94`, JAX float32 | 89.00 ± 1.00 % (flip TTA) | 2 | 9.0 | 5.0 "
+      "| 20.0 |",
+      "| airbench94, PyTorch float16 | 89.00 % (flip TTA); 89.50 % (its TTA) | 1 | 3.5 | – "
+      "| 4.0 |",
+      "| `char_lstm`, JAX float32 | 1.2346 nats/char (epoch 29/30) | 1 | 60.0 | 50.0 | 70.0 |",
+      "| `torch.nn.LSTM` (cuDNN) | 1.2346 nats/char (epoch 29/30) | 1 | 60.0 | 50.0 | – |"]
