@@ -40,6 +40,7 @@ import jax
 import numpy as np
 
 from benchmarks import harness
+from playbook.tasks.classify import mean_std
 
 CIFAR_CONFIG = "experiments/cifar10_fast.py:official94"
 CIFAR_ARGS = ("--config.data.source=files",)
@@ -58,7 +59,7 @@ def parse_args(argv=None) -> argparse.Namespace:
   p.add_argument("--workdir", default=os.path.join(tempfile.gettempdir(), "gpu_peers"))
   p.add_argument("--timeout", type=int, default=300, help="Seconds for each of our runs.")
   p.add_argument("--quick", action="store_true",
-                 help="A small dry run (the :quick configs, one epoch of the peers).")
+                 help="A small dry run: the :quick configs, airbench94 on 2,048 images.")
   p.add_argument("--out", default="benchmarks/results/gpu_peers.json")
   return p.parse_args(argv)
 
@@ -89,50 +90,37 @@ def steady_seconds(cumulative: list[float]) -> float | None:
   return later * len(cumulative)
 
 
-def summary(values) -> dict:
-  values = np.asarray(values, np.float64)
-  return {"mean": float(values.mean()), "std": float(values.std(ddof=1)) if len(values) > 1
-          else 0.0, "n": int(len(values)), "values": values.tolist()}
-
-
 # --- cifar10_fast against airbench94 ---------------------------------------------------------
 
 def cifar_config(quick: bool) -> str:
   return "experiments/cifar10_fast.py:quick" if quick else CIFAR_CONFIG
 
 
-def cifar_ours(args, quick: bool) -> dict:
-  config = cifar_config(quick)
-  runs = []
-  for seed in range(args.seeds):
-    r = run_ours(config, Path(args.workdir) / f"cifar10_fast_s{seed}",
-                 [*CIFAR_ARGS, f"--config.seed={seed}"], args.timeout)
-    res = r["results"]
-    r.update(test_accuracy=float(np.mean(res["test_accuracy"]["per_seed"])),
-             train_seconds=res["train_seconds"],
-             steady_train_seconds=steady_seconds(res["train_seconds_per_epoch_cumulative"]))
-    runs.append(r)
-  return {"config": config, "overrides": list(CIFAR_ARGS), "runs": runs,
-          "test_accuracy": summary([r["test_accuracy"] for r in runs]),
-          "train_seconds": summary([r["train_seconds"] for r in runs]),
-          "steady_train_seconds": summary([r["steady_train_seconds"] or np.nan for r in runs]),
-          "process_wall_seconds": summary([r["process_wall_seconds"] for r in runs])}
+def cifar_run(args, name: str, overrides: list[str]) -> dict:
+  """One of our cifar10_fast runs: its command, results, test accuracy and times."""
+  r = run_ours(cifar_config(args.quick), Path(args.workdir) / name, [*CIFAR_ARGS, *overrides],
+               args.timeout)
+  res = r["results"]
+  return dict(r, test_accuracy=float(np.mean(res["test_accuracy"]["per_seed"])),
+              train_seconds=res["train_seconds"],
+              steady_train_seconds=steady_seconds(res["train_seconds_per_epoch_cumulative"]))
+
+
+def cifar_ours(args) -> dict:
+  runs = [cifar_run(args, f"cifar10_fast_s{seed}", [f"--config.seed={seed}"])
+          for seed in range(args.seeds)]
+  return {"config": cifar_config(args.quick), "overrides": list(CIFAR_ARGS), "runs": runs,
+          **{key: mean_std([np.nan if r[key] is None else r[key] for r in runs])
+             for key in ("test_accuracy", "train_seconds", "steady_train_seconds",
+                         "process_wall_seconds")}}
 
 
 def cifar_variants(args) -> list[dict]:
   """Extra single-seed runs of ours (e.g. ``--config.precision=bfloat16``)."""
   rows = []
   for i, spec in enumerate(v for v in args.variants.split(";") if v.strip()):
-    overrides = spec.split()
-    r = run_ours(cifar_config(args.quick), Path(args.workdir) / f"cifar10_fast_v{i}",
-                 [*CIFAR_ARGS, *overrides], args.timeout)
-    res = r["results"]
-    rows.append({"overrides": overrides, "command": r["command"],
-                 "test_accuracy": float(np.mean(res["test_accuracy"]["per_seed"])),
-                 "train_seconds": res["train_seconds"],
-                 "steady_train_seconds": steady_seconds(
-                     res["train_seconds_per_epoch_cumulative"]),
-                 "process_wall_seconds": r["process_wall_seconds"]})
+    r = cifar_run(args, f"cifar10_fast_v{i}", spec.split())
+    rows.append({"overrides": spec.split(), **{k: v for k, v in r.items() if k != "results"}})
   return rows
 
 
@@ -194,10 +182,10 @@ def cifar_peer(args, epochs: float, quick: bool) -> dict:
                     "legacy/airbench94.py, f1c599c4, unchanged)",
           "train_images": len(train), "test_images": len(test),
           "train_epochs": epochs, "warmup": runs[0], "runs": timed,
-          **{f"tta{k}_accuracy": summary([r[f"tta{k}_accuracy"] for r in timed])
+          **{f"tta{k}_accuracy": mean_std([r[f"tta{k}_accuracy"] for r in timed])
              for k in (0, 1, 2)},
-          "total_time_seconds": summary([r["total_time_seconds"] for r in timed]),
-          "call_seconds": summary([r["call_seconds"] for r in timed])}
+          "total_time_seconds": mean_std([r["total_time_seconds"] for r in timed]),
+          "call_seconds": mean_std([r["call_seconds"] for r in timed])}
 
 
 # --- char_lstm against torch.nn.LSTM -----------------------------------------------------------
@@ -283,14 +271,10 @@ def lstm_ours(args, quick: bool) -> dict:
   config = LSTM_CONFIG + (":quick" if quick else "")
   r = run_ours(config, Path(args.workdir) / "char_lstm", [], args.timeout)
   res = r["results"]
-  tokens = res.get("train_tokens_per_second")
-  total_tokens = None
-  if tokens:  # Tokens trained = epochs x the training chars (``data``'s "train N chars").
-    total_tokens = res["epochs_run"] * int(res["data"].split("train ")[1].split(" ")[0])
   return {"config": config, "command": r["command"], "epochs_run": res["epochs_run"],
           "best_val_nats_per_char": float(np.mean(res["best_val_nats_per_char"])),
           "best_epoch": res["best_epoch"], "train_seconds": res["train_seconds"],
-          "steady_train_seconds": total_tokens / tokens if tokens else None,
+          "steady_train_seconds": steady_seconds(res["train_seconds_per_epoch_cumulative"]),
           "process_wall_seconds": r["process_wall_seconds"], "environment": res.get("environment")}
 
 
@@ -324,7 +308,7 @@ def main(argv=None) -> dict:
     print(f"{key}: written to {out}", flush=True)
 
   if "cifar" in parts:
-    ours = cifar_ours(args, args.quick)
+    ours = cifar_ours(args)
     save("cifar10_fast", ours)
     epochs = ours["runs"][0]["results"]["epochs_run"]
     save("airbench94", cifar_peer(args, epochs, args.quick))
@@ -333,37 +317,9 @@ def main(argv=None) -> dict:
   if "lstm" in parts:
     save("char_lstm", lstm_ours(args, args.quick))
     save("torch_lstm", lstm_peer(args.quick, deadline=time.time() + args.timeout))
-  print(table(report))
+  from benchmarks import tables
+  print(tables.gpu_peers_table(report))
   return report
-
-
-def table(report: dict) -> str:
-  """The side-by-side lines the run ends with."""
-  lines = []
-  if "cifar10_fast" in report and "airbench94" in report:
-    ours, peer = report["cifar10_fast"], report["airbench94"]
-    lines += [
-        f"cifar10_fast: {100 * ours['test_accuracy']['mean']:.2f} ± "
-        f"{100 * ours['test_accuracy']['std']:.2f} % (flip TTA, n={ours['test_accuracy']['n']}), "
-        f"train {ours['train_seconds']['mean']:.1f} s (steady "
-        f"{ours['steady_train_seconds']['mean']:.1f} s), process "
-        f"{ours['process_wall_seconds']['mean']:.1f} s",
-        f"airbench94:   {100 * peer['tta1_accuracy']['mean']:.2f} ± "
-        f"{100 * peer['tta1_accuracy']['std']:.2f} % (flip TTA), "
-        f"{100 * peer['tta2_accuracy']['mean']:.2f} % (its TTA), n={peer['tta2_accuracy']['n']}, "
-        f"time {peer['total_time_seconds']['mean']:.1f} s (warm-up run "
-        f"{peer['warmup']['total_time_seconds']:.1f} s)"]
-  if "char_lstm" in report and "torch_lstm" in report:
-    ours, peer = report["char_lstm"], report["torch_lstm"]
-    fmt = lambda v: "n/a" if v is None else f"{v:.1f}"
-    lines += [
-        f"char_lstm:  {ours['best_val_nats_per_char']:.4f} nats/char (epoch {ours['best_epoch']}"
-        f"/{ours['epochs_run']}), train {ours['train_seconds']:.1f} s (steady "
-        f"{fmt(ours['steady_train_seconds'])} s)",
-        f"torch LSTM: {peer['best_val_nats_per_char']:.4f} nats/char (epoch {peer['best_epoch']}"
-        f"/{peer['epochs_run']}), train {fmt(peer['train_seconds'])} s (steady "
-        f"{fmt(peer['steady_train_seconds'])} s)"]
-  return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -73,6 +73,16 @@ def step_probe(rates: str, num_steps: int, repeats: int = 5) -> dict:
   augment_fn = augment.image_augmenter(max_shift=base.augment.max_shift,
                                        flip_lr=base.augment.flip_lr)
 
+  def median_ms(call) -> float:
+    """Median ms of ``repeats`` calls of ``call``, after one that compiles."""
+    call()
+    seconds = []
+    for _ in range(repeats):
+      start = time.perf_counter()
+      call()
+      seconds.append(time.perf_counter() - start)
+    return 1000 * median(seconds)
+
   def per_step_ms(config) -> float:
     swept = sweep.parse(config)
     models = swept.num_models if swept else 1
@@ -84,13 +94,13 @@ def step_probe(rates: str, num_steps: int, repeats: int = 5) -> dict:
     epoch = loop.make_train_epoch(state, train_step=steps.make_train_step(learner.loss_fn),
                                   batch_size=batch, num_examples=rows.num_examples, mesh=mesh,
                                   num_seeds=models, augment_fn=augment_fn)
-    seconds = []
-    for e in range(repeats + 1):  # The first call compiles.
-      start = time.perf_counter()
-      state, metrics = epoch(state, rows.arrays, e)
+    calls = iter(range(repeats + 1))
+
+    def call():
+      nonlocal state
+      state, metrics = epoch(state, rows.arrays, next(calls))
       jax.block_until_ready((state, metrics))
-      seconds.append(time.perf_counter() - start)
-    return 1000 * median(seconds[1:]) / num_steps / models
+    return median_ms(call) / num_steps / models
 
   def optimizer_ms() -> float:
     """One model's optimiser update alone (AdamW over every parameter: memory traffic, no
@@ -108,12 +118,11 @@ def step_probe(rates: str, num_steps: int, repeats: int = 5) -> dict:
       return jax.lax.scan(body, (params, opt_state), None, length=num_steps)[0]
 
     state = (params, learner.tx.init(params))
-    seconds = []
-    for _ in range(repeats + 1):  # The first call compiles.
-      start = time.perf_counter()
+
+    def call():
+      nonlocal state
       state = jax.block_until_ready(updates(*state, grads))
-      seconds.append(time.perf_counter() - start)
-    return 1000 * median(seconds[1:]) / num_steps
+    return median_ms(call) / num_steps
 
   swept_config = base.copy_and_resolve_references()
   swept_config.sweep.learning_rate = rates
@@ -122,13 +131,7 @@ def step_probe(rates: str, num_steps: int, repeats: int = 5) -> dict:
   n = 2048
   a = jnp.ones((n, n), jnp.float32)
   dot = jax.jit(jnp.dot)
-  jax.block_until_ready(dot(a, a))
-  times = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    jax.block_until_ready(dot(a, a))
-    times.append(time.perf_counter() - start)
-  matmul_gflops = 2 * n ** 3 / median(times) / 1e9
+  matmul_gflops = 2 * n ** 3 / (median_ms(lambda: jax.block_until_ready(dot(a, a))) / 1000) / 1e9
   flops = training_flops_per_example(base)[1] * batch
   # No program does better than its matmuls at the matmul rate plus the optimiser's pass over
   # memory; the sweep's models can share neither (each has its own weights and state).

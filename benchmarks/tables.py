@@ -280,7 +280,7 @@ def precision(root: Path = RESULTS) -> str:
 def _mean_std(summary: dict, scale: float = 1.0, digits: int = 2) -> str:
   """``mean ± std`` of a gpu_peers summary (std only where there are several values)."""
   mean = f"{scale * summary['mean']:.{digits}f}"
-  return mean if summary["n"] < 2 else f"{mean} ± {scale * summary['std']:.{digits}f}"
+  return mean if len(summary["per_seed"]) < 2 else f"{mean} ± {scale * summary['std']:.{digits}f}"
 
 
 def _seconds(value) -> str:
@@ -294,13 +294,18 @@ def gpu_peers(root: Path = RESULTS) -> str:
     return ("No GPU results stored yet: `bash benchmarks/device/gpu_peers.sh` on a GPU machine "
             "writes `gpu_peers.json`; copy it to `results/` and run `python -m benchmarks.tables "
             "--write`.")
-  data = json.loads(path.read_text())
+  return gpu_peers_table(json.loads(path.read_text()))
+
+
+def gpu_peers_table(data: dict) -> str:
+  """``gpu_peers.json``'s runs as a table, each study beside its peer."""
   rows = []
   if "cifar10_fast" in data:
     ours = data["cifar10_fast"]
     rows.append(["`cifar10_fast:official94`, JAX float32",
                  f"{_mean_std(ours['test_accuracy'], 100)} % (flip TTA)",
-                 str(ours["test_accuracy"]["n"]), _seconds(ours["train_seconds"]["mean"]),
+                 str(len(ours["test_accuracy"]["per_seed"])),
+                 _seconds(ours["train_seconds"]["mean"]),
                  _seconds(ours["steady_train_seconds"]["mean"]),
                  _seconds(ours["process_wall_seconds"]["mean"])])
     for variant in data.get("cifar10_fast_variants", []):
@@ -313,8 +318,9 @@ def gpu_peers(root: Path = RESULTS) -> str:
     rows.append(["airbench94, PyTorch float16",
                  f"{_mean_std(peer['tta1_accuracy'], 100)} % (flip TTA); "
                  f"{_mean_std(peer['tta2_accuracy'], 100)} % (its TTA)",
-                 str(peer["tta1_accuracy"]["n"]), _seconds(peer["total_time_seconds"]["mean"]),
-                 "–", _seconds(peer["call_seconds"]["mean"])])
+                 str(len(peer["tta1_accuracy"]["per_seed"])),
+                 _seconds(peer["total_time_seconds"]["mean"]), "–",
+                 _seconds(peer["call_seconds"]["mean"])])
   for key, name in (("char_lstm", "`char_lstm`, JAX float32"),
                     ("torch_lstm", "`torch.nn.LSTM` (cuDNN)")):
     if key in data:

@@ -37,7 +37,7 @@ def test_check_names_a_stale_block(tmp_path):
 
 def test_gpu_peers_rows_put_each_study_beside_its_peer(tmp_path):
   assert "No GPU results stored yet" in tables.gpu_peers(tmp_path)
-  summary = lambda *values: {"mean": sum(values) / len(values), "n": len(values),
+  summary = lambda *values: {"mean": sum(values) / len(values), "per_seed": list(values),
                              "std": 0.01 if len(values) > 1 else 0.0}
   lstm = {"best_val_nats_per_char": 1.23456, "best_epoch": 29, "epochs_run": 30,
           "train_seconds": 60.0, "steady_train_seconds": 50.0}

@@ -263,6 +263,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
       "best_epoch": result.best_epoch,
       "epochs_run": len(result.history),
       "train_seconds": result.train_seconds,
+      "train_seconds_per_epoch_cumulative": result.epoch_seconds,
       "train_tokens_per_second": (result.steps_per_second * tokens_per_step
                                   if result.steps_per_second else None),
   }
