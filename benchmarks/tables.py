@@ -302,7 +302,8 @@ def gpu_peers_table(data: dict) -> str:
   rows = []
   if "cifar10_fast" in data:
     ours = data["cifar10_fast"]
-    rows.append(["`cifar10_fast:official94`, JAX float32",
+    config = Path(ours.get("config", "experiments/cifar10_fast.py:official94")).name
+    rows.append([f"`{config.replace('.py', '')}`, JAX float32",
                  f"{_mean_std(ours['test_accuracy'], 100)} % (flip TTA)",
                  str(len(ours["test_accuracy"]["per_seed"])),
                  _seconds(ours["train_seconds"]["mean"]),

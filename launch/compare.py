@@ -2,9 +2,10 @@
 
     python -m launch.compare runs/mnist_mlp runs/mnist_cnn
     python -m launch.compare runs/lr_sweep --metric=test_loss --out=reports/lr_sweep
-    python -m launch.compare runs/char_lstm runs/char_lstm_big --metric=best_val_nats_per_char
+    python -m launch.compare runs/char_lstm runs/char_lstm_lr_sweep
 
-One row per run, or per variant of a sweep run ("DIR [name]"): the metric's mean ± std over
+One row per run, or per variant of a sweep run ("DIR [name]"): the metric's (by default the
+study's headline: test accuracy, or validation nats/char for char_lstm) mean ± std over
 seeds, the number of seeds, training steps/s and wall seconds, and its difference from the first
 row: Welch's t-test with 3 or more seeds on both sides, a bootstrap 95 % interval of the
 difference with 2, "n/a" with 1. The table is printed and written to PREFIX.md; the runs'
@@ -21,8 +22,10 @@ from absl import app, flags
 from playbook.run import compare
 from playbook.run.rundir import RunDirError
 
-_METRIC = flags.DEFINE_string("metric", "test_accuracy",
-                              "Key in results.json (or in each sweep variant) to compare.")
+_METRIC = flags.DEFINE_string("metric", None,
+                              "Key in results.json (or in each sweep variant) to compare; "
+                              "default: the study's headline, test_accuracy or (char_lstm) "
+                              "best_val_nats_per_char.")
 _OUT = flags.DEFINE_string("out", "compare", "Prefix of the PREFIX.md table and PREFIX.png figure.")
 
 

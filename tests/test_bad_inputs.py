@@ -69,6 +69,12 @@ CASES = {
     "sweep of dropout in a net without it": (
         ["main", "--config=experiments/cifar10_fast.py:quick", "--config.sweep.dropout=0.1,0.2"],
         "the 'fast_resnet' model has no dropout rate to sweep", 2, "absent"),
+    "char_lstm sweep of label smoothing": (
+        ["main", "--config=experiments/char_lstm.py:quick", "--config.sweep.label_smoothing=0,.1"],
+        "config.sweep.label_smoothing cannot be swept in one program", 2, "absent"),
+    "cats_dogs sweep of a negative dropout": (
+        ["main", "--config=experiments/cats_dogs.py:quick", "--config.sweep.dropout=0.1,-0.5"],
+        "config.head.dropout=-0.5 is not accepted", 2, "absent"),
     "unknown task": (["main", MLP, "--config.task=regression"],
                      "config.task='regression' is not a task; known:", 2, "absent"),
     "scratch activation": (["main", "--config=experiments/scratch_nn.py:quick",

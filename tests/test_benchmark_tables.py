@@ -43,7 +43,8 @@ def test_gpu_peers_rows_put_each_study_beside_its_peer(tmp_path):
           "train_seconds": 60.0, "steady_train_seconds": 50.0}
   (tmp_path / "gpu_peers.json").write_text(json.dumps({
       "environment": {"gpu": "NVIDIA H100 80GB HBM3", "device": "cpu"},
-      "cifar10_fast": {"test_accuracy": summary(0.88, 0.90), "train_seconds": summary(9.0),
+      "cifar10_fast": {"config": "experiments/cifar10_fast.py:quick",  # A dry run's.
+                       "test_accuracy": summary(0.88, 0.90), "train_seconds": summary(9.0),
                        "steady_train_seconds": summary(5.0),
                        "process_wall_seconds": summary(20.0)},
       "airbench94": {"tta1_accuracy": summary(0.89), "tta2_accuracy": summary(0.895),
@@ -52,7 +53,7 @@ def test_gpu_peers_rows_put_each_study_beside_its_peer(tmp_path):
   lines = tables.gpu_peers(tmp_path).splitlines()
   assert lines[0] == "On one NVIDIA H100 80GB HBM3 (`results/gpu_peers.json`):"
   assert lines[4:] == [
-      "| `cifar10_fast:official94`, JAX float32 | 89.00 ± 1.00 % (flip TTA) | 2 | 9.0 | 5.0 "
+      "| `cifar10_fast:quick`, JAX float32 | 89.00 ± 1.00 % (flip TTA) | 2 | 9.0 | 5.0 "
       "| 20.0 |",
       "| airbench94, PyTorch float16 | 89.00 % (flip TTA); 89.50 % (its TTA) | 1 | 3.5 | – "
       "| 4.0 |",

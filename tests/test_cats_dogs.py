@@ -150,3 +150,47 @@ def test_finetune_backward_pass_skips_the_frozen_blocks(data_root, tiny_backbone
   flops = lambda fn: grad(fn).lower(params).compile().cost_analysis()
   cost = lambda fn: (lambda c: (c[0] if isinstance(c, list) else c)["flops"])(flops(fn))
   assert cost(stopped) < cost(loss_fn)
+
+
+def test_a_frozen_sweep_variant_is_what_its_own_run_gives(frozen_run, data_root, tmp_path):
+  """The head's learning rate x dropout in one program, on the features the frozen run cached:
+  seed 0 of a variant is its own run; predict restores the best variant."""
+  workdir, _ = frozen_run
+
+  def config(**overrides):
+    c = tiny_config(data_root, "frozen")
+    c.features.cache_dir = str(workdir / "features")
+    c.update_from_flattened_dict(overrides)
+    return c
+
+  sweep_config = config(**{"sweep.learning_rate": "0.001,0.01", "sweep.dropout": "0,0.5"})
+  swept = cats_dogs.train(sweep_config, tmp_path / "sweep")
+  assert [v["name"] for v in swept["variants"]] == [
+      "dropout=0,learning_rate=0.001", "dropout=0,learning_rate=0.01",
+      "dropout=0.5,learning_rate=0.001", "dropout=0.5,learning_rate=0.01"]
+  assert swept["variants"][0]["values"] == {"head.dropout": 0.0, "optim.learning_rate": 0.001}
+  assert len({v["test_loss"]["mean"] for v in swept["variants"]}) == 4
+  best = min(swept["variants"], key=lambda v: v["val_xent"]["mean"])  # Held-out cross-entropy.
+  assert swept["best_variant"] == best["name"] and swept["test_accuracy"] == best["test_accuracy"]
+  alone = cats_dogs.train(config(**{"optim.learning_rate": 0.01, "head.dropout": 0.5}),
+                          tmp_path / "alone")
+  assert swept["variants"][3]["test_loss"]["per_seed"][0] == pytest.approx(
+      alone["test_loss"]["mean"], abs=1e-5)
+  restore = lambda **kw: cats_dogs.restore_head(sweep_config, tmp_path / "sweep",
+                                                ["cats", "dogs"], **kw)[1]["params"]
+  index = swept["variants"].index(best)  # One seed per variant.
+  jax.tree.map(np.testing.assert_array_equal, restore(), restore(seed_index=index))
+
+
+def test_a_finetune_sweep_sets_the_finetune_learning_rate(data_root, tmp_path, tiny_backbone):
+  config = tiny_config(data_root, "finetune")
+  config.backbone = "tiny"
+  config.sweep.learning_rate = "0.001,0.01"
+  swept = cats_dogs.train(config, tmp_path / "sweep")
+  assert [v["values"] for v in swept["variants"]] == [{"finetune.learning_rate": 0.001},
+                                                      {"finetune.learning_rate": 0.01}]
+  alone_config = tiny_config(data_root, "finetune")
+  alone_config.backbone, alone_config.finetune.learning_rate = "tiny", 0.01
+  alone = cats_dogs.train(alone_config, tmp_path / "alone")
+  assert swept["variants"][1]["test_loss"]["per_seed"][0] == pytest.approx(
+      alone["test_loss"]["mean"], abs=1e-5)

@@ -186,3 +186,15 @@ def test_json_holds_each_rows_figures_and_its_test(tmp_path):
   assert other["vs_first"]["test"] == "welch"
   assert other["vs_first"]["p_value"] == pytest.approx(compare.welch_p(np.array(BASE),
                                                                        np.array(BETTER)))
+
+
+def test_without_a_metric_the_studys_headline_is_compared(tmp_path):
+  run = write_run(tmp_path / "run", BASE)
+  assert compare.headline_metric(run) == "test_accuracy"
+  (tmp_path / "lm").mkdir()
+  (tmp_path / "lm" / "results.json").write_text(json.dumps(
+      {"best_val_nats_per_char": [1.30, 1.28], "final_train_nats_per_char": [1.1, 1.1]}))
+  assert compare.headline_metric(tmp_path / "lm") == "best_val_nats_per_char"
+  (tmp_path / "lm" / "results.json").write_text(json.dumps({"final_loss": 2.0}))
+  with pytest.raises(RunDirError, match=r"name one of its metrics with --metric \(final_loss\)"):
+    compare.headline_metric(tmp_path / "lm")

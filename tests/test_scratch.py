@@ -236,3 +236,16 @@ def test_scratch_task_trains_through_fit_without_autodiff(tmp_path, monkeypatch)
                                      learning_rate=lr, momentum=config.optim.momentum)
   np.testing.assert_allclose(new.params[0]["w"], expected[0]["w"], rtol=1e-5, atol=1e-7)
   assert int(new.step) == 1 and "grad_norm_w3" in metrics
+
+
+def test_a_finished_run_run_again_draws_nothing(real_data_dir, tmp_path):
+  from experiments import scratch_nn
+  from playbook.tasks import scratch as scratch_task
+  config = scratch_nn.get_config("quick")
+  config.progress, config.tensorboard = False, False
+  first = scratch_task.train(config, tmp_path)
+  plot = tmp_path / "plots" / "gradient_norms.png"
+  drawn = plot.stat().st_mtime_ns
+  again = scratch_task.train(config, tmp_path)
+  assert again["test_accuracy"] == first["test_accuracy"]
+  assert plot.stat().st_mtime_ns == drawn

@@ -26,6 +26,7 @@ import jax
 import jax.numpy as jnp
 
 from playbook.models import precision
+from playbook.models.dropout import Dropout
 
 # The recurrent state: (h, c), each (num_layers, batch, hidden).
 Carry = tuple[jax.Array, jax.Array]
@@ -66,7 +67,7 @@ class CharLSTM(nn.Module):
   vocab_size: int
   hidden: int = 512
   num_layers: int = 2
-  dropout: float = 0.5
+  dropout: float = 0.5  # Or a traced scalar: one rate per model of a sweep (dropout.py).
   unroll: int = 1  # lax.scan unroll: steps per loop iteration (a speed knob, same numbers).
   # Compute dtype (precision.py): the weights, matmuls, gates and h cast to it; the parameters,
   # the cell state c, the logits and the carried (h, c) stay float32.
@@ -93,7 +94,7 @@ class CharLSTM(nn.Module):
       (h, c), x = lstm_scan(w_h, (precision.cast(h, dtype), c), x_proj, self.unroll)
       new_h.append(precision.to_float32(h, dtype))
       new_c.append(c)
-      x = nn.Dropout(self.dropout, deterministic=not train)(x)  # Between layers, and before fc.
+      x = Dropout(self.dropout, deterministic=not train)(x)  # Between layers, before fc.
     logits = precision.to_float32(nn.Dense(self.vocab_size, dtype=dtype, name="fc")(x), dtype)
     return logits.transpose(1, 0, 2), (jnp.stack(new_h), jnp.stack(new_c))
 

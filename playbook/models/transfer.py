@@ -21,6 +21,7 @@ import numpy as np
 
 from playbook.data.images import image_batches
 from playbook.models import efficientnet_lite, vgg
+from playbook.models.dropout import Dropout
 from playbook.train.progress import progress_bar
 from playbook.weights import load_efficientnet_lite0, load_vgg
 
@@ -65,11 +66,11 @@ def get_backbone(name: str) -> Backbone:
 class Head(nn.Module):
   """Dropout, then a linear classifier: what replaces the ImageNet classifier."""
   num_classes: int
-  dropout: float = 0.0
+  dropout: float = 0.0  # Or a traced scalar: one rate per model of a sweep (dropout.py).
 
   @nn.compact
   def __call__(self, features, train: bool = False):
-    features = nn.Dropout(self.dropout, deterministic=not train)(features)
+    features = Dropout(self.dropout, deterministic=not train)(features)
     return nn.Dense(self.num_classes, name="classifier")(features)
 
 

@@ -30,6 +30,8 @@ CURVE_SPLITS = ("val", "test_curve")
 # Numbers in results.json that describe the run, not what it learnt: never offered as metrics.
 NOT_METRICS = {"num_seeds", "best_epoch", "epochs_run", "test_count"}
 NOT_METRIC_SUFFIXES = ("seconds", "per_second", "_cumulative")
+# The figure a study is judged by, in the order looked for when no metric is named.
+HEADLINE_METRICS = ("test_accuracy", "best_val_nats_per_char")
 
 
 @dataclasses.dataclass
@@ -300,9 +302,23 @@ def as_json(rows: list[Row], metric: str, configs: list[dict]) -> dict:
        "vs_first": difference(rows[0], r)} for r, c in zip(rows, configs)]}
 
 
-def compare(workdirs: list[str | Path], metric: str, out: str | Path) -> tuple[str, Path, Path]:
+def headline_metric(workdir: Path) -> str:
+  """The first of ``HEADLINE_METRICS`` the run's ``results.json`` holds."""
+  results = read_results(workdir)
+  for metric in HEADLINE_METRICS:
+    if metric in results:
+      return metric
+  has = ", ".join(metric_names(results)) or "none"
+  raise RunDirError(f"{workdir} has none of {', '.join(HEADLINE_METRICS)}; name one of its "
+                    f"metrics with --metric ({has}).")
+
+
+def compare(workdirs: list[str | Path], metric: str | None,
+            out: str | Path) -> tuple[str, Path, Path]:
   """Loads the runs, writes ``out.md``, ``out.json`` and ``out.png``; returns (text table, md
-  path, png path). Any bad run directory raises ``RunDirError`` before anything is written."""
+  path, png path). ``metric`` None: the first run's ``headline_metric``. Any bad run directory
+  raises ``RunDirError`` before anything is written."""
+  metric = metric or headline_metric(Path(workdirs[0]))
   loaded = [(row, run_config(Path(workdir))) for workdir in workdirs
             for row in load_rows(workdir, metric)]
   rows, configs = [r for r, _ in loaded], [c for _, c in loaded]

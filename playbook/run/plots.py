@@ -96,3 +96,47 @@ def image_grid(images: np.ndarray, labels: np.ndarray, predictions: np.ndarray,
     ax.set_title(caption, fontsize=7, color="black" if predictions[k] == labels[k] else "red")
   fig.suptitle(title)
   return save(fig, path)
+
+
+def sweep(variants: list[dict], axes_keys: dict[str, str], path: Path, *, metric: str,
+          ylabel: str, seeds: int, guide: str | None = None, scale: float = 1.0,
+          min_span: float = 0.0, best: str | None = None) -> Path:
+  """A sweep's ``metric`` against each swept value (``axes_keys``: swept name -> the key of its
+  value in a variant's ``values``): every seed a point, the mean over seeds a line (one per
+  combination of the other swept values), ``guide`` (the validation figure that picks the best
+  variant, on the same scale) dashed, the best variant starred. Values ``* scale``; the y axis
+  spans at least ``min_span``, so seed noise looks its size."""
+  names = list(axes_keys)
+  fig, axes = plt.subplots(1, len(names), figsize=(5.5 * len(names), 4), squeeze=False)
+  value = lambda row, name: row["values"][axes_keys[name]]
+  for ax, name in zip(axes[0], names):
+    others = sorted({tuple((n, value(r, n)) for n in names if n != name) for r in variants})
+    for fixed in others:
+      rows = [r for r in variants if all(value(r, n) == v for n, v in fixed)]
+      x = np.array([value(r, name) for r in rows])
+      label = ", ".join(f"{n}={v:g}" for n, v in fixed)
+      line, = ax.plot(x, [scale * r[metric]["mean"] for r in rows], marker="o",
+                      label=f"{metric} ({label})" if label else f"{metric}, mean over seeds")
+      if guide:
+        ax.plot(x, [scale * r[guide]["mean"] for r in rows], ls="--", lw=1,
+                color=line.get_color(), label=f"{guide} ({label})" if label else guide)
+      for xi, r in zip(x, rows):
+        per_seed = scale * np.asarray(r[metric]["per_seed"])
+        ax.scatter(np.full(len(per_seed), xi), per_seed, s=12, alpha=0.5, color=line.get_color())
+        if r["name"] == best:
+          ax.scatter([xi], [scale * r[metric]["mean"]], marker="*", s=160, zorder=3,
+                     color=line.get_color(), label="best on validation")
+    if np.all(x > 0) and x.max() / x.min() >= 10:
+      ax.set_xscale("log")
+    ax.set_xticks(sorted(set(x)), [f"{v:g}" for v in sorted(set(x))], minor=False)
+    ax.set_xticks([], minor=True)
+    low, high = ax.get_ylim()
+    if high - low < min_span:
+      middle = (low + high) / 2
+      ax.set_ylim(middle - min_span / 2, middle + min_span / 2)
+    ax.set_xlabel(name)
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+  fig.suptitle(f"Sweep: {len(variants)} variants x {seeds} seed{'s' * (seeds > 1)}, one program")
+  return save(fig, path)

@@ -23,7 +23,7 @@ from playbook.models.lstm import CharLSTM, zero_carry
 from playbook.run import plots, rundir
 from playbook.run.writer import MetricWriter
 from playbook.tasks import ConfigError, run_config, schema
-from playbook.train import fit
+from playbook.train import fit, sweep
 from playbook.train.optim import make_optimizer
 
 VOCAB_FILE = "vocab.json"
@@ -70,6 +70,9 @@ def base_config(study: str = "char_lstm") -> ml_collections.ConfigDict:
   config.train.shuffle = False   # Batches in stream order...
   config.train.carry_state = True  # ...with (h, c) carried across them (truncated BPTT).
 
+  # Sweeps in one program (playbook/train/sweep.py), e.g. --config.sweep.learning_rate=1e-3,2e-3.
+  config.sweep = sweep.config_block(("learning_rate", "weight_decay", "momentum", "dropout"))
+
   config.sample = ml_collections.ConfigDict()  # The sample.txt written at the end of a run.
   config.sample.prime = "Anna"
   config.sample.length = 1000
@@ -95,15 +98,14 @@ def quick(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   return config
 
 
-
-
-def make_init_fn(model: CharLSTM, batch_size: int, seq_len: int):
-  """init_fn(rng) -> (params, {'carry': zero (h, c) for ``batch_size`` streams})."""
+def make_init_fn(model: CharLSTM, batch_size: int, seq_len: int, hparams: dict | None = None):
+  """init_fn(rng) -> (params, {'carry': zero (h, c) for ``batch_size`` streams}), plus a
+  sweep's ``hparams`` collection (``sweep.model_hparams``)."""
   def init_fn(rng):
     carry = zero_carry(model.num_layers, batch_size, model.hidden)
     tokens = jnp.zeros((batch_size, seq_len), jnp.int32)
     params = model.init(rng, tokens, carry, train=False)["params"]
-    return params, {"carry": {"h": carry[0], "c": carry[1]}}
+    return params, {"carry": {"h": carry[0], "c": carry[1]}, **(hparams or {})}
   return init_fn
 
 
@@ -111,19 +113,23 @@ def lm_loss(model: CharLSTM):
   """Mean next-character cross-entropy in nats/char of ``batch = {'inputs', 'targets', [mask]}``.
 
   The incoming ``model_state['carry']`` is the state where the previous batch's streams stopped;
-  the outgoing one is where these stop, with its gradient cut (truncated BPTT).
+  the outgoing one is where these stop, with its gradient cut (truncated BPTT). In a sweep,
+  ``model_state['hparams']`` holds this model's own dropout rate, a number in the program.
   """
   def loss_fn(params, model_state, batch, rng, train):
     carry = (model_state["carry"]["h"], model_state["carry"]["c"])
-    logits, (h, c) = model.apply({"params": params}, batch["inputs"], carry, train=train,
-                                 rngs={"dropout": rng} if train else {})
+    hparams = model_state.get(sweep.HPARAMS, {})
+    net = model.clone(dropout=hparams["dropout"]) if "dropout" in hparams else model
+    logits, (h, c) = net.apply({"params": params}, batch["inputs"], carry, train=train,
+                               rngs={"dropout": rng} if train else {})
     targets = batch["targets"]
     xent = optax.softmax_cross_entropy_with_integer_labels(logits, targets)
     correct = (jnp.argmax(logits, -1) == targets).astype(jnp.float32)
     rows = batch.get("mask", jnp.ones(targets.shape[:1], jnp.float32))
     weights = jnp.broadcast_to(rows[:, None], targets.shape)
     mean = lambda v: jnp.sum(v * weights) / jnp.maximum(jnp.sum(weights), 1.0)
-    new_state = {"carry": jax.lax.stop_gradient({"h": h, "c": c})}
+    new_state = {"carry": jax.lax.stop_gradient({"h": h, "c": c}),
+                 **({sweep.HPARAMS: hparams} if hparams else {})}
     return mean(xent), (new_state, {"xent": mean(xent), "accuracy": mean(correct)})
   return loss_fn
 
@@ -178,18 +184,26 @@ def generate(model, params, vocab: text_data.CharVocab, *, prime: str, length: i
 
 
 def make_tx(config, steps_per_epoch: int):
-  return make_optimizer(config.optim, steps_per_epoch, config.train.num_epochs,
-                        config.train.batch_size)
+  """The optimiser; in a sweep, its swept values are data in its state (``sweep.injected``)."""
+  make = lambda optim: make_optimizer(optim, steps_per_epoch, config.train.num_epochs,
+                                      config.train.batch_size)
+  swept = sweep.parse(config)
+  return sweep.injected(make, config.optim, swept) if swept else make(config.optim)
 
 
-def restore_best_params(config, workdir: str | Path, vocab_size: int, seed_index: int = 0):
-  """The model and the parameters of a run's ``best`` checkpoint (of seed ``seed_index`` if it
-  trained several)."""
+def restore_best_params(config, workdir: str | Path, vocab_size: int,
+                        seed_index: int | None = None):
+  """The model and the parameters of a run's ``best`` checkpoint: model ``seed_index`` if it
+  trained several (default: seed 0, or a sweep's best variant's first seed)."""
   model = models.build(config.model, vocab_size)
-  init_fn = make_init_fn(model, config.train.batch_size, config.data.seq_len)
+  swept = sweep.parse(config)
+  init_fn = make_init_fn(model, config.train.batch_size, config.data.seq_len,
+                         sweep.model_hparams(config, swept))
   params, model_state = jax.eval_shape(init_fn, jax.random.PRNGKey(0))
+  num_models, seed_index = sweep.stored_model(
+      swept, config.num_seeds, lambda: rundir.run_file(workdir, rundir.RESULTS_FILE), seed_index)
   variables, _ = rundir.restore_best(workdir, {"params": params, **model_state},
-                                     num_seeds=config.num_seeds, seed_index=seed_index)
+                                     num_seeds=num_models, seed_index=seed_index)
   return model, variables["params"]
 
 
@@ -218,6 +232,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
       "sample.length": schema.POSITIVE_INT, "sample.temperature": schema.POSITIVE,
       "sample.top_k": schema.NON_NEGATIVE_INT, "sample.seed": schema.INTEGER,
   })
+  schema.check_sweep(config, sweep.parse(config), sweep.USED_BY)
   if config.train.eval_batch_size != config.train.batch_size:
     raise ConfigError(f"config.train.eval_batch_size={config.train.eval_batch_size} must equal "
                       f"train.batch_size={config.train.batch_size}: one carried state per text "
@@ -238,17 +253,35 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
   model = models.build(config.model, len(vocab), dtype=models.precision.compute_dtype(config))
   batch_size, seq_len = config.train.batch_size, config.data.seq_len
   steps_per_epoch = len(train["inputs"]) // batch_size
+  swept = sweep.parse(config)
+  num_models = swept.num_models if swept else config.num_seeds
   writer = MetricWriter(workdir, tensorboard=config.tensorboard)
-  result = fit(init_fn=make_init_fn(model, batch_size, seq_len), loss_fn=lm_loss(model),
-               tx=make_tx(config, steps_per_epoch), train_data=parallel.shard_rows(train, mesh),
-               val_data=val, cfg=config.train, workdir=workdir, seed=config.seed,
-               num_seeds=config.num_seeds, progress=config.progress, writer=writer, mesh=mesh)
+  result = fit(init_fn=make_init_fn(model, batch_size, seq_len,
+                                    sweep.model_hparams(config, swept)),
+               loss_fn=lm_loss(model), tx=make_tx(config, steps_per_epoch),
+               train_data=parallel.shard_rows(train, mesh), val_data=val, cfg=config.train,
+               workdir=workdir, seed=config.seed, num_seeds=num_models,
+               progress=config.progress, writer=writer, mesh=mesh,
+               hparams=swept.hparams() if swept else None,
+               seed_cycle=swept.seeds if swept else None)
   writer.close()
 
-  params = parallel.to_host(result.state.params)
-  if config.num_seeds > 1:
-    params = jax.tree.map(lambda a: a[0], params)
   best = result.history[result.best_epoch - 1]["val"] if result.history else {}
+  val_xent, val_accuracy = best.get("xent", np.nan), best.get("accuracy", np.nan)
+  shown = 0  # The model whose sample is written: seed 0, or the best variant's first seed.
+  if swept:  # Each model at its own best epoch; the headline is the best variant's.
+    epochs = result.best_epochs or [result.best_epoch] * num_models
+    variants = sweep.variants(swept, {
+        "best_val_nats_per_char": sweep.at_best_epochs(result.history, epochs, "val", "xent"),
+        "best_val_accuracy": sweep.at_best_epochs(result.history, epochs, "val", "accuracy")},
+        epochs, select="best_val_nats_per_char", mode="min")
+    best_variant = variants["variants"][variants["best_index"]]
+    val_xent = best_variant["best_val_nats_per_char"]["per_seed"]
+    val_accuracy = best_variant["best_val_accuracy"]["per_seed"]
+    shown = variants["best_index"] * swept.seeds
+  params = parallel.to_host(result.state.params)
+  if num_models > 1:
+    params = jax.tree.map(lambda a: a[shown], params)
   tokens_per_step = batch_size * seq_len
   results = {
       "task": config.task,
@@ -256,26 +289,36 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
       "data": f"{config.data.path or 'anna.txt'}: {len(vocab)} symbols; train "
               f"{len(train['inputs']) * seq_len} chars, val {len(val['inputs']) * seq_len} chars "
               f"({batch_size} streams x {seq_len})",
-      "best_val_nats_per_char": np.asarray(best.get("xent", np.nan)).tolist(),
-      "best_val_accuracy": np.asarray(best.get("accuracy", np.nan)).tolist(),
+      "best_val_nats_per_char": np.asarray(val_xent).tolist(),
+      "best_val_accuracy": np.asarray(val_accuracy).tolist(),
       "final_train_nats_per_char": (np.asarray(result.history[-1]["train"]["xent"]).tolist()
                                     if result.history else None),
       "best_epoch": result.best_epoch,
       "epochs_run": len(result.history),
       "train_seconds": result.train_seconds,
       "train_seconds_per_epoch_cumulative": result.epoch_seconds,
+      "train_steps_per_second": result.steps_per_second,
       "train_tokens_per_second": (result.steps_per_second * tokens_per_step
                                   if result.steps_per_second else None),
   }
+  if swept:
+    results |= {"variants": variants["variants"], "best_variant": best_variant["name"]}
   if not parallel.is_main_process():
     return results
   plots.learning_curves(result.history, workdir / "plots" / "learning_curve.png",
                         title="Learning curve: cross-entropy in nats/char (train with dropout on)")
+  if swept:
+    plots.sweep(variants["variants"], {n: swept.keys[n] for n in swept.names},
+                workdir / "plots" / "sweep.png", metric="best_val_nats_per_char",
+                ylabel="validation nats/char", seeds=swept.seeds, min_span=0.02,
+                best=results["best_variant"])
   results = rundir.finish(
       workdir, results, start=start,
-      summary=f"{config.study}: best validation "
-              f"{float(np.mean(results['best_val_nats_per_char'])):.4f} nats/char (epoch "
-              f"{result.best_epoch})")
+      summary=f"{config.study}: "
+              + (f"{len(swept.variants)} variants x {swept.seeds} seeds in one program; best "
+                 f"{results['best_variant']}: " if swept else "")
+              + f"best validation {float(np.mean(results['best_val_nats_per_char'])):.4f} "
+              f"nats/char" + ("" if swept else f" (epoch {result.best_epoch})"))
   # After results.json: a sample is a picture of the model, never a reason to lose the run.
   s = config.sample
   sample = generate(model, params, vocab, prime=usable_prime(s.prime, vocab, text_start),
@@ -316,7 +359,7 @@ def sample(workdir: Path, *, prime: str, length: int, temperature: float, top_k:
                   top_k=top_k, seed=seed)
 
 
-def exporter(config: ml_collections.ConfigDict, workdir, *, seed_index: int = 0,
+def exporter(config: ml_collections.ConfigDict, workdir, *, seed_index: int | None = None,
              data_dir: str | None = None):
   """``CharLSTM.step`` of the best checkpoint, exported with its state explicit:
   ``(token (B,) int32, h, c) -> (logits (B, vocab), h_out, c_out)``, ``h``/``c`` of shape
@@ -331,6 +374,8 @@ def exporter(config: ml_collections.ConfigDict, workdir, *, seed_index: int = 0,
   workdir = Path(workdir)
   vocab = text_data.CharVocab.load(rundir.run_file(workdir, VOCAB_FILE))
   model, params = restore_best_params(config, workdir, len(vocab), seed_index)
+  chosen = f"seed {seed_index}" if seed_index is not None else (
+      "the sweep's best variant" if sweep.parse(config) else "seed 0")
   data_config = ml_collections.ConfigDict(config.data.to_dict())
   if data_dir:
     data_config.dir = data_dir
@@ -355,6 +400,6 @@ def exporter(config: ml_collections.ConfigDict, workdir, *, seed_index: int = 0,
       step64=step_with(variables64, jnp.float64),
       state_specs=(TensorSpec("h", state_shape), TensorSpec("c", state_shape)),
       test_tokens=test_tokens,
-      description=f"{config.study}: CharLSTM.step of the best checkpoint (seed {seed_index}), "
+      description=f"{config.study}: CharLSTM.step of the best checkpoint ({chosen}), "
                   f"{len(vocab)} characters (vocab.json in the run directory); test: the "
                   f"validation text, {streams} streams x {test_tokens.shape[1]} characters")

@@ -28,8 +28,9 @@ from playbook.data import augment, cifar10, mnist
 from playbook.models import resnet_fast
 from playbook.run import plots, rundir
 from playbook.run.writer import MetricWriter
-from playbook.tasks import ConfigError, Predictor, run_config, schema
+from playbook.tasks import Predictor, run_config, schema
 from playbook.train import fit, loop, sweep
+from playbook.train.sweep import mean_std
 from playbook.train.freeze import frozen
 from playbook.train.losses import classification_loss
 from playbook.train.optim import make_optimizer, peak_learning_rate
@@ -106,7 +107,7 @@ def base_config(*, study: str, data: str, hidden: tuple[int, ...] = (),
 
   # Hyperparameter sweeps in one program (playbook/train/sweep.py): comma-separated values,
   # e.g. --config.sweep.learning_rate=0.0003,0.001,0.003, crossed with each other and num_seeds.
-  config.sweep = ml_collections.ConfigDict({name: "" for name in sweep.SWEEPABLE})
+  config.sweep = sweep.config_block()
 
   # Scale-out (playbook/parallel.py). Every device of every process trains: each takes
   # train.batch_size / num_devices examples of every batch.
@@ -131,32 +132,12 @@ OPTIM_RULES = {"optim.name": schema.one_of("adam", "adamw", "sgd", "rmsprop"),
                "optim.schedule": schema.one_of("constant", "cosine", "onecycle", "triangle")}
 
 
-def validate_sweep(config: ml_collections.ConfigDict, uses: dict[str, tuple[str, ...]]) -> None:
-  """Each swept value as its key's rule demands, only hyperparameters the optimiser uses
-  (``uses``: name -> the optimisers that read it), and dropout only where the model has it."""
-  swept = sweep.parse(config)
-  for name in swept.names if swept else ():
-    if name in uses and config.optim.name not in uses[name]:
-      raise ConfigError(f"config.sweep.{name}: the {config.optim.name!r} optimiser does not use "
-                        f"{name} (it is used by {', '.join(uses[name])}).")
-    if name == "dropout" and config.model.name not in DROPOUT_SWEEP_MODELS:
-      raise ConfigError(f"config.sweep.dropout: the {config.model.name!r} model has no dropout "
-                        f"rate to sweep (these do: {', '.join(DROPOUT_SWEEP_MODELS)}).")
-    key = sweep.SWEEPABLE[name]
-    block, field = key.split(".")
-    for variant in swept.variants:
-      schema.check(ml_collections.ConfigDict({block: {field: variant[name]}}),
-                   {key: schema.TRAINING[key]})
-
-
-SWEEP_USES = {"learning_rate": ("adam", "adamw", "sgd", "rmsprop"),
-              "weight_decay": ("adamw", "sgd"), "momentum": ("sgd",)}
 # Models whose dropout rate may be a traced number (models/dropout.py), so sweepable.
 DROPOUT_SWEEP_MODELS = ("mlp", "seed_cnn")
 
 
 def validate(config: ml_collections.ConfigDict, optim_rules: dict = OPTIM_RULES,
-             sweep_uses: dict = SWEEP_USES) -> None:
+             sweep_uses: dict = sweep.USED_BY) -> None:
   """Refuses, before anything is written, a value the classifier pipeline cannot take."""
   schema.check(config, schema.TRAINING, {
       "data.name": schema.one_of(*DATASETS), "data.val_size": schema.POSITIVE_INT,
@@ -165,7 +146,10 @@ def validate(config: ml_collections.ConfigDict, optim_rules: dict = OPTIM_RULES,
       "augment.max_shift": schema.NON_NEGATIVE_INT, "augment.flip_lr": schema.BOOL,
       "train.best_metric": schema.one_of("accuracy", "xent", "loss"),
   }, optim_rules)
-  validate_sweep(config, sweep_uses)
+  refused = {} if config.model.name in DROPOUT_SWEEP_MODELS else {
+      "dropout": f"the {config.model.name!r} model has no dropout rate to sweep (these do: "
+                 f"{', '.join(DROPOUT_SWEEP_MODELS)})."}
+  schema.check_sweep(config, sweep.parse(config), sweep_uses, refused=refused)
 
 
 # ------------------------------------------------------------------------------------------- data
@@ -194,12 +178,6 @@ def load_data(cfg: ml_collections.ConfigDict, data_dir: str | None = None):
   data = DATASETS[cfg.name](cfg)
   limit = cfg.get("test_limit")
   return data if limit is None else dataclasses.replace(data, test=data.test.take(limit))
-
-
-def mean_std(values) -> dict:
-  values = np.atleast_1d(np.asarray(values, np.float64))
-  return {"mean": float(values.mean()), "std": float(values.std(ddof=1)) if len(values) > 1
-          else 0.0, "per_seed": values.tolist()}
 
 
 # ---------------------------------------------------------------------------------------- learner
@@ -347,8 +325,8 @@ def fit_and_test(config: ml_collections.ConfigDict, workdir: str | Path, *,
   if not main_process:
     return results
   if swept:
-    plot_sweep(swept, variants["variants"], workdir / "plots" / "sweep.png",
-               best=best["name"])
+    plot_sweep(swept, variants["variants"], workdir / "plots" / "sweep.png", best["name"],
+               config.train)
   variables = {"params": weights["params"], **weights["model_state"]}
   logits = predict_logits(learner.logits_fn, variables, data.test.x,
                           config.train.eval_batch_size)
@@ -369,61 +347,23 @@ def fit_and_test(config: ml_collections.ConfigDict, workdir: str | Path, *,
 
 
 def sweep_results(swept: sweep.Sweep, result, test: dict, train_cfg) -> dict:
-  """Per variant: test accuracy and loss (mean ± std over its seeds), the validation score each
-  model selected its best epoch by; the best variant by that validation score."""
-  epochs = np.asarray(result.best_epochs or [result.best_epoch] * swept.num_models)
-  val = np.asarray([result.history[e - 1]["val"][train_cfg.best_metric][i]
-                    for i, e in enumerate(epochs)])
-  acc, xent = sweep.per_variant(test["accuracy"], swept), sweep.per_variant(test["xent"], swept)
-  val, epochs = sweep.per_variant(val, swept), sweep.per_variant(epochs, swept)
-  sign = 1.0 if train_cfg.best_mode == "max" else -1.0
-  rows = [{"name": swept.label(v),
-           "values": {sweep.SWEEPABLE[n]: v[n] for n in swept.names},
-           "test_accuracy": mean_std(acc[k]), "test_loss": mean_std(xent[k]),
-           f"val_{train_cfg.best_metric}": mean_std(val[k]),
-           "best_epochs": epochs[k].tolist()} for k, v in enumerate(swept.variants)]
-  return {"variants": rows, "best_index": int(np.argmax(sign * val.mean(axis=1)))}
+  """Per variant: test accuracy and loss (mean ± std over its seeds) and the validation score
+  each model selected its best epoch by; the best variant by that validation score."""
+  epochs = result.best_epochs or [result.best_epoch] * swept.num_models
+  val = f"val_{train_cfg.best_metric}"
+  return sweep.variants(swept, {
+      "test_accuracy": test["accuracy"], "test_loss": test["xent"],
+      val: sweep.at_best_epochs(result.history, epochs, "val", train_cfg.best_metric)},
+      epochs, select=val, mode=train_cfg.best_mode)
 
 
-def plot_sweep(swept: sweep.Sweep, variants: list[dict], path: Path,
-               best: str | None = None) -> Path:
-  """Test accuracy against each swept value: every seed a point, the mean over seeds a line
-  (over the other swept values, one line each), the validation mean dashed (it picks the best
-  variant, starred). The accuracy axis spans at least a point, so seed noise looks its size."""
-  fig, axes = plots.plt.subplots(1, len(swept.names), figsize=(5.5 * len(swept.names), 4),
-                                 squeeze=False)
-  for ax, name in zip(axes[0], swept.names):
-    others = sorted({tuple((n, r["values"][sweep.SWEEPABLE[n]]) for n in swept.names
-                           if n != name) for r in variants})
-    for fixed in others:
-      rows = [r for r in variants if all(r["values"][sweep.SWEEPABLE[n]] == v for n, v in fixed)]
-      x = np.array([r["values"][sweep.SWEEPABLE[name]] for r in rows])
-      label = ", ".join(f"{n}={v:g}" for n, v in fixed)
-      line, = ax.plot(x, [100 * r["test_accuracy"]["mean"] for r in rows], marker="o",
-                      label=f"test ({label})" if label else "test, mean over seeds")
-      ax.plot(x, [100 * r["val_accuracy"]["mean"] for r in rows], ls="--", lw=1,
-              color=line.get_color(), label=f"validation ({label})" if label else "validation")
-      for xi, r in zip(x, rows):
-        seeds = 100 * np.asarray(r["test_accuracy"]["per_seed"])
-        ax.scatter(np.full(len(seeds), xi), seeds, s=12, alpha=0.5, color=line.get_color())
-        if r["name"] == best:
-          ax.scatter([xi], [100 * r["test_accuracy"]["mean"]], marker="*", s=160, zorder=3,
-                     color=line.get_color(), label="best on validation")
-    if np.all(x > 0) and x.max() / x.min() >= 10:
-      ax.set_xscale("log")
-    ax.set_xticks(sorted(set(x)), [f"{v:g}" for v in sorted(set(x))], minor=False)
-    ax.set_xticks([], minor=True)
-    low, high = ax.get_ylim()
-    if high - low < 1.0:
-      middle = (low + high) / 2
-      ax.set_ylim(middle - 0.5, middle + 0.5)
-    ax.set_xlabel(name)
-    ax.set_ylabel("accuracy (%)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-  seeds = f"{swept.seeds} seed" + ("s" if swept.seeds > 1 else "")
-  fig.suptitle(f"Sweep: {len(variants)} variants x {seeds}, one program")
-  return plots.save(fig, path)
+def plot_sweep(swept: sweep.Sweep, variants: list[dict], path: Path, best: str | None,
+               train_cfg) -> Path:
+  """Test accuracy against each swept value, validation accuracy dashed when it selects."""
+  return plots.sweep(variants, {n: swept.keys[n] for n in swept.names}, path,
+                     metric="test_accuracy", ylabel="accuracy (%)", seeds=swept.seeds,
+                     guide="val_accuracy" if train_cfg.best_metric == "accuracy" else None,
+                     scale=100.0, min_span=1.0, best=best)
 
 
 def plot_results(workdir: Path, history, test, logits, data, *,
@@ -452,15 +392,9 @@ def plot_results(workdir: Path, history, test, logits, data, *,
 
 def stored_model(config: ml_collections.ConfigDict, workdir: str | Path,
                  seed_index: int | None) -> tuple[int, int]:
-  """(models stacked in the run's checkpoints, the one to restore). A sweep stores every
-  variant's seeds, variant-major; by default its best variant's first seed, else seed 0."""
-  swept = sweep.parse(config)
-  if swept is None:
-    return config.num_seeds, seed_index or 0
-  if seed_index is None:
-    best = json.loads(rundir.run_file(workdir, rundir.RESULTS_FILE).read_text())["best_variant"]
-    seed_index = [swept.label(v) for v in swept.variants].index(best) * swept.seeds
-  return swept.num_models, seed_index
+  """(models stacked in the run's checkpoints, the one to restore): ``sweep.stored_model``."""
+  return sweep.stored_model(sweep.parse(config), config.num_seeds,
+                            lambda: rundir.run_file(workdir, rundir.RESULTS_FILE), seed_index)
 
 
 def restore_learner(config: ml_collections.ConfigDict, workdir: str | Path, *,

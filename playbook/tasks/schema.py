@@ -83,3 +83,24 @@ def check(config: ml_collections.ConfigDict, *rule_sets: dict[str, Rule]) -> Non
         continue
       if not accepts(value):
         raise ConfigError(f"config.{key}={value!r} is not accepted: expected {expected}.")
+
+
+def check_sweep(config: ml_collections.ConfigDict, swept, uses: dict[str, tuple[str, ...]], *,
+                refused: dict[str, str] | None = None,
+                rules: dict[str, Rule] | None = None) -> None:
+  """Refuses a sweep (``train.sweep.Sweep`` or None) the task cannot train: a name in
+  ``refused`` (name -> why), an optimiser value the configured optimiser does not read
+  (``uses``: name -> the optimisers that read it), and any swept value its config key's rule
+  (``TRAINING``, then ``rules``) does not accept."""
+  for name in swept.names if swept else ():
+    if name in (refused or {}):
+      raise ConfigError(f"config.sweep.{name}: {refused[name]}")
+    if name in uses and config.optim.name not in uses[name]:
+      raise ConfigError(f"config.sweep.{name}: the {config.optim.name!r} optimiser does not use "
+                        f"{name} (it is used by {', '.join(uses[name])}).")
+    key = swept.keys[name]
+    rule = {**TRAINING, **(rules or {})}[key]
+    for variant in swept.variants:
+      if not rule[0](variant[name]):
+        raise ConfigError(f"config.{key}={variant[name]!r} is not accepted: expected {rule[1]} "
+                          f"(config.sweep.{name}).")

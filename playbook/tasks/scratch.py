@@ -18,7 +18,7 @@ import numpy as np
 
 from playbook import models
 from playbook.models import scratch
-from playbook.run import plots
+from playbook.run import plots, rundir
 from playbook.run.writer import read_metrics
 from playbook.tasks import classify, schema
 from playbook.train import steps, sweep
@@ -104,6 +104,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
 
 def train(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
   validate(config)
+  if (done := rundir.finished(workdir, config)) is not None:
+    return done  # Its figures are drawn: nothing to restore or plot again.
   results = classify.fit_and_test(config, workdir, make_learner=make_learner)
   if "wall_seconds" in results:  # Process 0, which writes the figures.
     plot_grad_norms(Path(workdir), Path(workdir) / "plots" / "gradient_norms.png")

@@ -30,7 +30,7 @@ from playbook.models import precision, transfer
 from playbook.run import plots, rundir
 from playbook.run.writer import MetricWriter
 from playbook.tasks import Predictor, classify, run_config, schema
-from playbook.train import fit, freeze, loop
+from playbook.train import fit, freeze, loop, sweep
 from playbook.train.losses import classification_loss
 from playbook.train.optim import make_optimizer
 
@@ -85,7 +85,20 @@ def base_config(study: str = "cats_dogs") -> ml_collections.ConfigDict:
   config.finetune.num_epochs = 3
   config.finetune.batch_size = 16
   config.finetune.max_shift = 16  # Random translation (pixels) on the device, with random flips.
+
+  # Sweeps in one program (playbook/train/sweep.py) of the head's (frozen) or the network's
+  # (finetune: learning_rate is finetune.learning_rate) numbers, crossed with num_seeds.
+  config.sweep = sweep.config_block()
   return config
+
+
+def parse_sweep(config: ml_collections.ConfigDict) -> sweep.Sweep | None:
+  """``config.sweep``, its names mapped to this task's keys: dropout is the head's, and in
+  finetune mode the learning rate is finetune.learning_rate."""
+  keys = {"dropout": "head.dropout"}
+  if config.mode == "finetune":
+    keys["learning_rate"] = "finetune.learning_rate"
+  return sweep.parse(config, keys)
 
 
 def quick(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
@@ -153,16 +166,23 @@ def frozen_setup(config, workdir: Path, backbone, splits):
               test=(test_x, test.labels))
 
 
+def make_tx(optim, train_cfg, num_train: int, swept: sweep.Sweep | None):
+  """``optim``'s optimiser over ``train_cfg``'s epochs; a sweep's values data in its state."""
+  make = lambda block: make_optimizer(block, max(1, num_train // train_cfg.batch_size),
+                                      train_cfg.num_epochs, train_cfg.batch_size)
+  return sweep.injected(make, optim, swept) if swept else make(optim)
+
+
 def frozen_head(config, num_classes: int, feature_dim: int, num_train: int):
   """The head, its initialiser and optimiser, for features of width ``feature_dim``."""
   model = transfer.Head(num_classes, config.head.dropout)
+  swept = parse_sweep(config)
+  hparams = sweep.model_hparams(config, swept)
 
   def init_fn(rng):
-    return model.init(rng, jnp.zeros((1, feature_dim)))["params"], {}
+    return model.init(rng, jnp.zeros((1, feature_dim)))["params"], dict(hparams)
 
-  tx = make_optimizer(config.optim, num_train // config.train.batch_size,
-                      config.train.num_epochs, config.train.batch_size)
-  return model, init_fn, tx
+  return model, init_fn, make_tx(config.optim, config.train, num_train, swept)
 
 
 def finetune_optim(config):
@@ -181,17 +201,18 @@ def finetune_net(config, backbone, num_classes: int, num_train: int):
   model = transfer.TransferNet(backbone.make(True, dtype=precision.compute_dtype(config)),
                                num_classes, config.head.dropout)
   size = image_size(config, backbone)
+  swept = parse_sweep(config)
+  hparams = sweep.model_hparams(config, swept)
 
   def init_fn(rng):
     variables = transfer.with_pretrained(
         model.init(rng, jnp.zeros((1, size, size, 3)), train=False),
         transfer.pretrained_variables(backbone.name))
     params = variables.pop("params")
-    return params, variables
+    return params, {**variables, **hparams}
 
   optim, train_cfg = finetune_optim(config)
-  tx = freeze.frozen(make_optimizer(optim, max(1, num_train // train_cfg.batch_size),
-                                    train_cfg.num_epochs, train_cfg.batch_size),
+  tx = freeze.frozen(make_tx(optim, train_cfg, num_train, swept),
                      transfer.finetune_trainable(backbone))
   return model, init_fn, tx
 
@@ -230,6 +251,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
       "optim.schedule": schema.one_of("constant", "cosine", "onecycle"),
       "train.best_metric": schema.one_of("xent", "accuracy", "loss"),
   })
+  schema.check_sweep(config, parse_sweep(config), sweep.USED_BY,
+                     rules={"head.dropout": schema.FRACTION,
+                            "finetune.learning_rate": schema.POSITIVE})
 
 
 def train(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
@@ -250,18 +274,26 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
                                 label_smoothing=config.optim.label_smoothing)
   if "trainable" in setup:  # Finetune: no backward pass through the frozen lower blocks.
     loss_fn = freeze.stop_frozen_gradients(loss_fn, setup["trainable"])
+  swept = parse_sweep(config)
+  num_models = swept.num_models if swept else config.num_seeds
   writer = MetricWriter(workdir, tensorboard=config.tensorboard)
   result = fit(init_fn=setup["init_fn"], loss_fn=loss_fn, tx=setup["tx"],
                train_data=as_batch(setup["train"]), val_data=as_batch(setup["select"]),
                cfg=setup["train_cfg"], workdir=workdir, seed=config.seed,
-               num_seeds=config.num_seeds, augment_fn=setup["augment_fn"],
-               progress=config.progress, writer=writer)
+               num_seeds=num_models, augment_fn=setup["augment_fn"],
+               progress=config.progress, writer=writer,
+               hparams=swept.hparams() if swept else None,
+               seed_cycle=swept.seeds if swept else None)
   test = loop.evaluate(result.state, as_batch(setup["test"]), loss_fn=loss_fn,
-                       batch_size=setup["train_cfg"].eval_batch_size, num_seeds=config.num_seeds)
+                       batch_size=setup["train_cfg"].eval_batch_size, num_seeds=num_models)
   writer.write(result.history[-1]["step"] if result.history else 0, "test", test)
   writer.close()
 
-  state = result.state if config.num_seeds == 1 else jax.tree.map(lambda a: a[0], result.state)
+  # The headline and the figures: seed 0, or in a sweep the best variant (on the held-out
+  # images), its first seed for the figures.
+  variants = classify.sweep_results(swept, result, test, setup["train_cfg"]) if swept else None
+  shown = variants["best_index"] * swept.seeds if swept else 0
+  state = result.state if num_models == 1 else jax.tree.map(lambda a: a[shown], result.state)
   model, preprocess = setup["model"], setup["preprocess"]
   logits = classify.predict_logits(
       lambda v, x: model.apply(v, preprocess(x), train=False),
@@ -276,21 +308,31 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
       "mode": config.mode,
       "data": f"cats_and_dogs: train {train_n}{augmentation}, held out for selection "
               f"{select_n}, test (validation/) {test_n}",
-      "test_accuracy": classify.mean_std(test["accuracy"]),
+      "test_accuracy": sweep.mean_std(test["accuracy"]),
       "test_correct": int(round(float(np.mean(test["accuracy"])) * test_n)),
       "test_count": test_n,
-      "test_loss": classify.mean_std(test["xent"]),
-      "select_accuracy_best": float(np.max([np.mean(r["val"]["accuracy"])
-                                            for r in result.history])),
+      "test_loss": sweep.mean_std(test["xent"]),
+      "select_accuracy_best": float(np.max([  # The seeds' mean; a sweep's shown model's.
+          np.atleast_1d(r["val"]["accuracy"])[shown] if swept else np.mean(r["val"]["accuracy"])
+          for r in result.history])),
       "best_epoch": result.best_epoch, "epochs_run": len(result.history),
       "inputs_seconds": inputs_seconds,  # Image decoding (+ backbone features in frozen mode).
       "train_seconds": result.train_seconds,
       "process_cpu_seconds": time.process_time() - cpu_start,
       "load_average_1min": {"start": load_start[0], "end": os.getloadavg()[0]},
   }
+  if swept:  # The headline is the best variant's; every variant is listed.
+    best = variants["variants"][variants["best_index"]]
+    results |= {"variants": variants["variants"], "best_variant": best["name"],
+                "test_accuracy": best["test_accuracy"], "test_loss": best["test_loss"],
+                "test_correct": int(round(best["test_accuracy"]["mean"] * test_n))}
+    classify.plot_sweep(swept, variants["variants"], workdir / "plots" / "sweep.png",
+                        best["name"], setup["train_cfg"])
   return rundir.finish(
       workdir, results, start=start,
-      summary=f"{config.study} {config.backbone} {config.mode}: test accuracy "
+      summary=f"{config.study} {config.backbone} {config.mode}: "
+              + (f"{len(swept.variants)} variants x {swept.seeds} seeds in one program; best "
+                 f"(held-out) {best['name']}: " if swept else "") + "test accuracy "
               f"{100 * results['test_accuracy']['mean']:.2f} % ({results['test_correct']}/"
               f"{test_n}; load average {load_start[0]:.1f} at start)")
 
@@ -322,9 +364,10 @@ def plot_results(workdir: Path, history, test, logits, test_split: FileSplit,
 # ---- prediction from a finished run (launch/predict.py) --------------------------------------
 
 def restore_head(config: ml_collections.ConfigDict, workdir: Path, class_names, *,
-                 seed_index: int = 0):
+                 seed_index: int | None = None):
   """(model, variables, meta, feature stats or None) of a run's best checkpoint: the head alone
-  in frozen mode, backbone + head in finetune mode."""
+  in frozen mode, backbone + head in finetune mode; model ``seed_index`` of several (default:
+  seed 0, or a sweep's best variant's first seed)."""
   backbone = transfer.get_backbone(config.backbone)
   stats = None
   if config.mode == "frozen":
@@ -333,8 +376,11 @@ def restore_head(config: ml_collections.ConfigDict, workdir: Path, class_names, 
   else:
     model, init_fn, _ = finetune_net(config, backbone, len(class_names), 1)
   params, model_state = jax.eval_shape(init_fn, jax.random.PRNGKey(0))
+  num_models, seed_index = sweep.stored_model(
+      parse_sweep(config), config.num_seeds,
+      lambda: rundir.run_file(workdir, rundir.RESULTS_FILE), seed_index)
   variables, meta = rundir.restore_best(workdir, {"params": params, **model_state},
-                                        num_seeds=config.num_seeds, seed_index=seed_index)
+                                        num_seeds=num_models, seed_index=seed_index)
   return model, variables, meta, stats
 
 
@@ -359,7 +405,8 @@ def predictor(config: ml_collections.ConfigDict, workdir: str | Path) -> Predict
 
 # ---- export (python -m launch.export) ---------------------------------------------------------
 
-def exporter(config: ml_collections.ConfigDict, workdir: str | Path, *, seed_index: int = 0,
+def exporter(config: ml_collections.ConfigDict, workdir: str | Path, *,
+             seed_index: int | None = None,
              data_dir: str | None = None, num_calibration: int = 32):
   """The whole classifier, ``images (B, s, s, 3) float32 RGB on 0..255 -> logits``, at the run's
   image size: the backbone's preprocessing, the pretrained backbone in eval mode (BatchNorm on its
@@ -377,6 +424,8 @@ def exporter(config: ml_collections.ConfigDict, workdir: str | Path, *, seed_ind
   backbone = transfer.get_backbone(config.backbone)
   model, variables, meta, stats = restore_head(config, workdir, class_names,
                                                seed_index=seed_index)
+  chosen = f"seed {seed_index}" if seed_index is not None else (
+      "the sweep's best variant" if parse_sweep(config) else "seed 0")
   if config.mode == "frozen":
     model = transfer.FrozenTransferNet(backbone.make(True), len(class_names))
   else:  # An export computes in float32 whatever the run's precision (its weights are float32).
@@ -405,4 +454,4 @@ def exporter(config: ml_collections.ConfigDict, workdir: str | Path, *, seed_ind
       export_model=export_model,
       description=f"{config.study} {config.backbone} {config.mode} at {size} px: best checkpoint "
                   f"(epoch {meta.get('epoch')}, held-out {config.train.best_metric} "
-                  f"{meta.get('val')}), seed {seed_index}; test: {len(test_x)} validation/ images")
+                  f"{meta.get('val')}), {chosen}; test: {len(test_x)} validation/ images")

@@ -22,6 +22,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from playbook.train import sweep
 from playbook.train.state import TrainState
 
 Batch = dict[str, jax.Array]
@@ -69,8 +70,11 @@ def eval_step(state: TrainState, batch: Batch, *, loss_fn: LossFn) -> dict[str, 
 
 
 def zeroed_model_state(state: TrainState) -> TrainState:
-  """``state`` with its model state (a recurrent carry) set to zeros: a fresh start of the streams."""
-  return state.replace(model_state=jax.tree.map(jnp.zeros_like, state.model_state))
+  """``state`` with its model state (a recurrent carry) set to zeros: a fresh start of the
+  streams. A sweep's hyperparameters (``model_state['hparams']``) are kept."""
+  return state.replace(model_state={
+      k: v if k == sweep.HPARAMS else jax.tree.map(jnp.zeros_like, v)
+      for k, v in state.model_state.items()})
 
 
 def epoch_batches(rng: jax.Array, num_examples: int, batch_size: int, *,

@@ -13,19 +13,25 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import json
+from pathlib import Path
 from typing import Callable
 
 import ml_collections
 import numpy as np
 import optax
 
-# Sweepable name -> the config key it sets.
+# Sweepable name -> the config key it sets (a task may map a name elsewhere: ``parse(keys=)``).
 SWEEPABLE = {"learning_rate": "optim.learning_rate", "weight_decay": "optim.weight_decay",
              "momentum": "optim.momentum", "dropout": "model.dropout",
              "label_smoothing": "optim.label_smoothing"}
 # Those the optimiser reads (injected into its state); the others are the model's and the loss's,
 # carried in ``model_state[HPARAMS]``.
 OPTIMISER = ("learning_rate", "weight_decay", "momentum")
+# Which of ``optim.make_optimizer``'s optimisers read each of them (a sweep of a value the
+# configured optimiser ignores is refused).
+USED_BY = {"learning_rate": ("adam", "adamw", "sgd", "rmsprop"),
+           "weight_decay": ("adamw", "sgd"), "momentum": ("sgd",)}
 HPARAMS = "hparams"
 
 
@@ -36,6 +42,7 @@ class Sweep:
   names: tuple[str, ...]                 # Swept hyperparameters, e.g. ('learning_rate',).
   variants: tuple[dict[str, float], ...]  # One {name: value} per variant, in product order.
   seeds: int
+  keys: dict[str, str] = dataclasses.field(default_factory=lambda: dict(SWEEPABLE))  # -> config.
 
   @property
   def num_models(self) -> int:
@@ -58,8 +65,15 @@ class Sweep:
     return ",".join(f"{n}={variant[n]:g}" for n in self.names)
 
 
-def parse(config: ml_collections.ConfigDict) -> Sweep | None:
-  """The sweep ``config.sweep`` asks for, or None. Values are comma-separated numbers."""
+def config_block(names=tuple(SWEEPABLE)) -> ml_collections.ConfigDict:
+  """A task's ``config.sweep``: one empty entry per name it can sweep (an entry not there is
+  refused on the command line as a value that cannot be swept)."""
+  return ml_collections.ConfigDict({name: "" for name in names})
+
+
+def parse(config: ml_collections.ConfigDict, keys: dict[str, str] | None = None) -> Sweep | None:
+  """The sweep ``config.sweep`` asks for, or None. Values are comma-separated numbers; ``keys``
+  (default ``SWEEPABLE``) names the config key each swept name sets."""
   swept = {name: text for name, text in config.get("sweep", {}).items() if text}
   if not swept:
     return None
@@ -73,7 +87,8 @@ def parse(config: ml_collections.ConfigDict) -> Sweep | None:
                         "0.0003,0.001,0.003.") from None
   names = tuple(values)
   variants = tuple(dict(zip(names, combo)) for combo in itertools.product(*values.values()))
-  return Sweep(names=names, variants=variants, seeds=config.num_seeds)
+  return Sweep(names=names, variants=variants, seeds=config.num_seeds,
+               keys=dict(SWEEPABLE, **(keys or {})))
 
 
 class _Overlay:
@@ -112,9 +127,49 @@ def model_hparams(config: ml_collections.ConfigDict, sweep: Sweep | None) -> dic
   if sweep is None or not sweep.model_names:
     return {}
   from playbook.tasks.schema import lookup  # The config's dotted keys; tasks import this module.
-  return {HPARAMS: {n: np.float32(lookup(config, SWEEPABLE[n])) for n in sweep.model_names}}
+  return {HPARAMS: {n: np.float32(lookup(config, sweep.keys[n])) for n in sweep.model_names}}
 
 
 def per_variant(values: np.ndarray, sweep: Sweep) -> np.ndarray:
   """Per-model values (models,) -> (variants, seeds)."""
   return np.asarray(values).reshape(len(sweep.variants), sweep.seeds)
+
+
+def mean_std(values) -> dict:
+  """{mean, std (ddof=1; 0 for one value), per_seed} of per-seed values."""
+  values = np.atleast_1d(np.asarray(values, np.float64))
+  return {"mean": float(values.mean()), "std": float(values.std(ddof=1)) if len(values) > 1
+          else 0.0, "per_seed": values.tolist()}
+
+
+def at_best_epochs(history: list[dict], best_epochs, split: str, metric: str) -> np.ndarray:
+  """Per model, ``history[split][metric]`` at that model's own best epoch (1-based)."""
+  return np.asarray([np.atleast_1d(history[e - 1][split][metric])[i]
+                     for i, e in enumerate(best_epochs)])
+
+
+def variants(sweep: Sweep, metrics: dict[str, np.ndarray], best_epochs, *, select: str,
+             mode: str) -> dict:
+  """``results.json``'s view of a sweep: per variant its values and, for every per-model array
+  of ``metrics``, the mean ± std over its seeds; the best variant: the best mean of ``select``
+  (``mode`` 'max' or 'min'), a validation figure, never the test set's."""
+  per = {name: per_variant(values, sweep) for name, values in metrics.items()}
+  epochs = per_variant(np.asarray(best_epochs), sweep)
+  rows = [{"name": sweep.label(v), "values": {sweep.keys[n]: v[n] for n in sweep.names},
+           **{name: mean_std(values[k]) for name, values in per.items()},
+           "best_epochs": epochs[k].tolist()} for k, v in enumerate(sweep.variants)]
+  sign = 1.0 if mode == "max" else -1.0
+  return {"variants": rows, "best_index": int(np.argmax(sign * per[select].mean(axis=1)))}
+
+
+def stored_model(sweep: Sweep | None, num_seeds: int, results_path: Callable[[], Path],
+                 seed_index: int | None) -> tuple[int, int]:
+  """(models stacked in a run's checkpoints, the one to restore). A sweep stores every variant's
+  seeds, variant-major; by default its best variant's first seed (named in the run's
+  ``results.json``, whose path ``results_path()`` gives), else seed 0."""
+  if sweep is None:
+    return num_seeds, seed_index or 0
+  if seed_index is None:
+    best = json.loads(results_path().read_text())["best_variant"]
+    seed_index = [sweep.label(v) for v in sweep.variants].index(best) * sweep.seeds
+  return sweep.num_models, seed_index
