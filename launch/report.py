@@ -6,6 +6,7 @@
     python -m launch.report --add-gpu-json benchmarks/results/gpu_h200.json \\
         --command "python -m launch.main --config=experiments/cifar10_fast.py ..."
     python -m launch.report --add-precision runs/mnist_mlp runs/mnist_mlp_bf16
+    python -m launch.report --add-sweep runs/cats_dogs_lite0_head_sweep
     python -m launch.report --write                       # rewrites the generated blocks
     python -m launch.report --check                       # exit 1 if a generated block is stale
     python -m launch.report --images                      # refreshes docs/img/ from runs/, results/
@@ -16,7 +17,9 @@ rebuilt from config.json (the study's config file and every value that differs f
 defaults, checked by parsing it back). A run of the same config and seed replaces the one
 recorded; ``--replace`` first drops everything recorded for that study on that machine.
 ``--add-precision F32_DIR BF16_DIR`` records a float32 run and its bfloat16 twin for the README's
-mixed-precision table (``playbook/run/precision_report.py``). ``--add-gpu-json`` records the rows of a device JSON (``benchmarks/device/collect.py``) whose
+mixed-precision table (``playbook/run/precision_report.py``). ``--add-sweep DIR`` records a
+sweep run for its study page's sweep tables (``playbook/run/sweep_report.py``).
+``--add-gpu-json`` records the rows of a device JSON (``benchmarks/device/collect.py``) whose
 config is the one ``--command`` gives, one run per seed. ``PLAYBOOK_RESULTS_DIR`` moves
 ``results/`` (the tests use it).
 """
@@ -28,7 +31,7 @@ import os
 import sys
 from pathlib import Path
 
-from playbook.run import blocks, precision_report, recording, tables
+from playbook.run import blocks, precision_report, recording, sweep_report, tables
 from playbook.run import results as res
 from playbook.run.rundir import RunDirError
 
@@ -41,6 +44,8 @@ def main(argv: list[str] | None = None) -> int:
                       help="Record the rows of a device JSON whose config --command gives.")
   parser.add_argument("--add-precision", nargs=2, metavar=("F32_DIR", "BF16_DIR"),
                       help="Record a float32 run and the same config's bfloat16 run.")
+  parser.add_argument("--add-sweep", metavar="DIR",
+                      help="Record a finished sweep run for its study page's sweep tables.")
   parser.add_argument("--command", help="The launch.main command that made the run "
                       "(default for --add: rebuilt from config.json; required with "
                       "--add-gpu-json unless --study names a study run with its defaults).")
@@ -62,6 +67,8 @@ def main(argv: list[str] | None = None) -> int:
       _say(path, messages)
     elif args.add_precision:
       _say(precision_report.add_pair(*args.add_precision, root=root), [])
+    elif args.add_sweep:
+      _say(sweep_report.add_sweep(args.add_sweep, root=root), [])
     elif args.add_gpu_json:
       command = args.command
       if command is None:

@@ -1,13 +1,13 @@
 """The generated blocks of the README and ``docs/``: the text between a pair of marker lines, as
-``tables.py`` and ``precision_report.py`` print it from ``results/``; ``launch.report --check``
-names the stale ones and ``--write`` rewrites them.
+``tables.py``, ``precision_report.py`` and ``sweep_report.py`` print it from ``results/``;
+``launch.report --check`` names the stale ones and ``--write`` rewrites them.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from playbook.run import precision_report
+from playbook.run import precision_report, sweep_report
 from playbook.run.results import PRECISION_DIR, RESULTS_DIR, ROOT, ReportError, reference
 from playbook.run.tables import export_block, study_block, table
 
@@ -48,6 +48,9 @@ def documents(root: Path = RESULTS_DIR, repo: Path = ROOT) -> dict[Path, list[tu
     if page.exists():
       out[page] = [(STUDY_BEGIN.format(study=study), STUDY_END.format(study=study),
                     study_block(study, root, repo))]
+      sweeps = (sweep_report.BEGIN.format(study=study), sweep_report.END.format(study=study))
+      if sweep_report.entries(study, root) or sweeps[0] in page.read_text():
+        out[page].append((*sweeps, sweep_report.block(study, root)))
   return out
 
 

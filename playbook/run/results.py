@@ -99,12 +99,13 @@ def reference(root: Path = RESULTS_DIR) -> dict:
 
 
 PRECISION_DIR = "precision"  # results/precision/: float32/bfloat16 pairs (precision_report.py).
+SWEEPS_DIR = "sweeps"  # results/sweeps/: recorded sweep runs (sweep_report.py).
 
 
 def records(root: Path = RESULTS_DIR) -> list[dict]:
   """Every results/<study>/<machine>.json."""
   return [json.loads(p.read_text()) for p in sorted(root.glob("*/*.json"))
-          if p.parent.name != PRECISION_DIR]
+          if p.parent.name not in (PRECISION_DIR, SWEEPS_DIR)]
 
 
 @dataclasses.dataclass

@@ -318,6 +318,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
       "best_epoch": result.best_epoch, "epochs_run": len(result.history),
       "inputs_seconds": inputs_seconds,  # Image decoding (+ backbone features in frozen mode).
       "train_seconds": result.train_seconds,
+      "train_steps_per_second": result.steps_per_second,
       "process_cpu_seconds": time.process_time() - cpu_start,
       "load_average_1min": {"start": load_start[0], "end": os.getloadavg()[0]},
   }
