@@ -195,3 +195,43 @@ def test_cli_reports_a_missing_image_and_exits_1(tmp_path):
        f"--style={tmp_path / 'b.jpg'}", "--noprogress"], cwd=ROOT, capture_output=True, text=True)
   assert proc.returncode == 1
   assert "Missing content image" in proc.stderr and "a.jpg" in proc.stderr
+
+
+def test_a_weight_sweep_optimises_each_image_as_its_own_run(random_vgg16_params, photos):
+  config = small_config(sizes=(24, 32), steps=(2, 2))
+  config.optim.name = "adam"
+  swept = optimize.stylize(config, random_vgg16_params, *photos,
+                           weights={"style_weight": np.array([10.0, 1000.0])})
+  assert swept.image.shape == (2, 27, 32, 3) and swept.compilations == 2  # One per scale.
+  assert len(swept.history[0]["loss"]) == 2
+  config.loss.style_weight = 1000.0
+  alone = optimize.stylize(config, random_vgg16_params, *photos)
+  np.testing.assert_allclose(swept.image[1], alone.image, atol=0.05)
+  assert swept.parts["total"][1] == pytest.approx(alone.parts["total"], rel=1e-4)
+  assert np.abs(swept.image[0] - swept.image[1]).max() > 1.0  # Its own weight each.
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"sweep.style_weight": "10,-1"}, r"config.loss.style_weight=-1.0 is not accepted"),
+    ({"sweep.tv_weight": "0,1", "gif_every": 5}, "a sweep draws its images side by side"),
+])
+def test_a_sweep_the_schedule_cannot_run_is_refused(overrides, message):
+  config = small_config()
+  config.update_from_flattened_dict(overrides)
+  with pytest.raises(ConfigError, match=message):
+    stylize.validate(config)
+
+
+def test_experiment_quick_sweep_writes_each_image_and_the_row(style_data_dir, tmp_path):
+  from experiments import style_transfer
+  config = style_transfer.get_config("quick")
+  config.data.dir, config.progress, config.gif_every = style_data_dir, False, 0
+  config.optim.name = "adam"
+  config.sweep.style_weight = "10,1000"
+  results = stylize.train(config, tmp_path / "run")
+  assert [v["name"] for v in results["variants"]] == ["style_weight=10", "style_weight=1000"]
+  style_loss = [v["final_loss"]["style"] for v in results["variants"]]
+  assert style_loss[1] > style_loss[0]  # Weighted by 1000 against 10.
+  for name in ("result_style_weight=10.png", "result_style_weight=1000.png", "plots/sweep.png",
+               "plots/loss.png"):
+    assert (tmp_path / "run" / name).stat().st_size > 1000, name

@@ -77,6 +77,11 @@ class StyleObjective:
   style_weight: float
   tv_weight: float
 
+  def with_weights(self, weights: Mapping[str, Any] | None) -> "StyleObjective":
+    """The same objective with some of its three weights replaced, e.g. by a sweep's per-image
+    traced numbers ({'style_weight': w}); itself when ``weights`` is None or empty."""
+    return dataclasses.replace(self, **weights) if weights else self
+
   @property
   def layers(self) -> tuple[str, ...]:
     return tuple(sorted(set(self.content_layers) | set(self.style_layers)))

@@ -3,6 +3,10 @@
 Shared by ``launch/stylize.py`` (the command line) and the ``stylize`` task (the ``launch.main``
 route, ``playbook/tasks/stylize.py``, which holds every number): ``stylize()`` runs the schedule.
 
+A sweep of the loss weights (``weights``: one value per image) optimises every image in one
+program: the step is ``jax.vmap``-ed over the images and their weights, the backbone and the
+targets shared; each image ends where its own run would.
+
 Coarse to fine (``config.sizes``, e.g. 256 -> 512): each scale optimises the image at that size,
 starting from the previous scale's result upsampled (the first from the content, the style or
 noise), with the content and style targets recomputed at that size. The optimiser is optax
@@ -15,7 +19,6 @@ from __future__ import annotations
 import dataclasses
 import time
 from pathlib import Path
-from typing import Callable
 
 import jax
 import jax.numpy as jnp
@@ -54,13 +57,16 @@ def pixel_optimizer(optim: ml_collections.ConfigDict) -> optax.GradientTransform
                          max_linesearch_steps=optim.max_linesearch_steps))
 
 
-def make_step(objective: Callable, optimizer: optax.GradientTransformation, lbfgs: bool):
-  """step(image, opt_state, params, targets) -> (image, opt_state, loss before the step), jitted.
+def make_step(objective, optimizer: optax.GradientTransformation, lbfgs: bool, *,
+              swept: bool = False):
+  """step(image, opt_state, params, targets, weights) -> (image, opt_state, loss before the
+  step), jitted; ``weights`` ({name: number}, or None) replaces the objective's loss weights.
+  ``swept``: images, optimiser states and weights carry a leading axis, one entry per image.
 
   The image and the optimiser state are donated: each step updates them in place.
   """
-  def step(image, opt_state, params, targets):
-    value_fn = lambda x: objective(params, x, targets)  # noqa: E731
+  def step(image, opt_state, params, targets, weights):
+    value_fn = lambda x: objective.with_weights(weights)(params, x, targets)  # noqa: E731
     if lbfgs:
       # The zoom line search already evaluated the new point: re-use its value and gradient.
       value, grad = optax.value_and_grad_from_state(value_fn)(image, state=opt_state)
@@ -71,6 +77,8 @@ def make_step(objective: Callable, optimizer: optax.GradientTransformation, lbfg
       updates, opt_state = optimizer.update(grad, opt_state, image)
     return optax.apply_updates(image, updates), opt_state, value
 
+  if swept:
+    step = jax.vmap(step, in_axes=(0, 0, None, None, 0))
   return jax.jit(step, donate_argnums=(0, 1))
 
 
@@ -86,9 +94,12 @@ def fresh_state(opt_state):
 
 @dataclasses.dataclass
 class StylizeResult:
-  image: np.ndarray               # (H, W, 3) RGB in 0..255 (colours preserved if asked).
-  history: list[dict]             # One row per step: scale, step, size, loss before the step.
-  parts: dict[str, float]         # The final image's weighted loss terms (before clipping).
+  image: np.ndarray               # (H, W, 3) RGB in 0..255 (colours preserved if asked); a
+                                  # sweep's: (images, H, W, 3).
+  history: list[dict]             # One row per step: scale, step, size, loss before the step
+                                  # (a sweep's: one loss per image).
+  parts: dict[str, float]         # The final image's weighted loss terms (before clipping; a
+                                  # sweep's: one list per term).
   frames: list[np.ndarray]        # GIF frames (RGB 0..255), every config.gif_every steps.
   seconds: float                  # Wall time of the optimisation (compilation included).
   compilations: int = 0           # Programs the step compiled to: one per distinct scale.
@@ -99,7 +110,8 @@ def _preprocess(rgb: np.ndarray) -> jax.Array:
 
 
 def _deprocess(x: jax.Array) -> np.ndarray:
-  return np.clip(np.asarray(vgg.deprocess(x))[0], 0, 255)
+  """(1, H, W, 3) or a sweep's (images, 1, H, W, 3) -> RGB (H, W, 3) or (images, H, W, 3)."""
+  return np.clip(np.asarray(vgg.deprocess(x))[..., 0, :, :, :], 0, 255)
 
 
 def initial_image(config, content: np.ndarray, style: np.ndarray) -> np.ndarray:
@@ -115,14 +127,23 @@ def initial_image(config, content: np.ndarray, style: np.ndarray) -> np.ndarray:
 
 
 def stylize(config: ml_collections.ConfigDict, params, content: np.ndarray, style: np.ndarray,
-            *, desc: str = "stylize") -> StylizeResult:
+            *, desc: str = "stylize", weights: dict[str, np.ndarray] | None = None
+            ) -> StylizeResult:
   """Runs the coarse-to-fine schedule of ``config`` (validated by ``tasks.stylize.validate``)
-  from full-size RGB content and style images."""
+  from full-size RGB content and style images. ``weights`` ({'style_weight': one value per
+  image, ...}): a sweep, every image optimised in one program with its own loss weights."""
   start = time.perf_counter()
   objective = make_objective(config)
   optimizer = pixel_optimizer(config.optim)
-  step_fn = make_step(objective, optimizer, lbfgs=config.optim.name == "lbfgs")
-  parts_fn = jax.jit(objective.parts)
+  swept = weights is not None
+  if swept:
+    weights = {k: jnp.asarray(v, jnp.float32) for k, v in weights.items()}
+    count = len(next(iter(weights.values())))
+  step_fn = make_step(objective, optimizer, lbfgs=config.optim.name == "lbfgs", swept=swept)
+  parts = lambda p, x, t, w: objective.with_weights(w).parts(p, x, t)  # noqa: E731
+  parts_fn = jax.jit(jax.vmap(parts, in_axes=(None, 0, None, 0)) if swept else parts)
+  # A sweep's images share the start; each line below maps over them where there are several.
+  each = (lambda f, x: np.stack([f(xi) for xi in x])) if swept else (lambda f, x: f(x))
   if config.colors == "histogram":
     style = colors.match_color_statistics(style, content)
 
@@ -133,31 +154,36 @@ def stylize(config: ml_collections.ConfigDict, params, content: np.ndarray, styl
     content_s = images.resize(content, size)
     style_s = images.resize(style, max(16, round(size * config.style_scale)))
     h, w = content_s.shape[:2]
-    start_rgb = (initial_image(config, content_s, style_s) if image_rgb is None
-                 else images.resize_to(image_rgb, h, w))
+    if image_rgb is None:
+      start_rgb = initial_image(config, content_s, style_s)
+      start_rgb = np.stack([start_rgb] * count) if swept else start_rgb
+    else:
+      start_rgb = each(lambda rgb: images.resize_to(rgb, h, w), image_rgb)
     targets = jax.jit(objective.targets)(params, _preprocess(content_s), _preprocess(style_s))
-    image = _preprocess(start_rgb)
-    opt_state = fresh_state(optimizer.init(image))
+    image = jnp.asarray(each(lambda rgb: np.asarray(_preprocess(rgb)), start_rgb))
+    opt_state = fresh_state(jax.vmap(optimizer.init)(image) if swept else optimizer.init(image))
     for _ in range(num_steps):
       if config.gif_every and global_step % config.gif_every == 0:
         frames.append(_deprocess(image))
-      image, opt_state, loss = step_fn(image, opt_state, params, targets)
-      loss = float(loss)
-      if not np.isfinite(loss):
+      image, opt_state, loss = step_fn(image, opt_state, params, targets, weights)
+      loss = np.asarray(loss, np.float64)
+      if not np.all(np.isfinite(loss)):
         raise NonFiniteLossError(
-            f"Style loss became {loss} at step {global_step} (size {size}). Lower "
+            f"Style loss became {loss.tolist()} at step {global_step} (size {size}). Lower "
             "optim.learning_rate (adam) or the loss weights, or use optim.name='lbfgs'.")
+      loss = loss.tolist()
       history.append({"scale": scale, "size": size, "step": global_step, "loss": loss})
       global_step += 1
       bar.update(1)
-      bar.set_postfix(size=size, loss=f"{loss:.4g}")
+      bar.set_postfix(size=size, loss=f"{np.min(loss):.4g}")
     image_rgb = _deprocess(image)
   bar.close()
-  parts = {k: float(v) for k, v in parts_fn(params, image, targets).items()}
+  parts = {k: np.asarray(v).tolist() for k, v in parts_fn(params, image, targets, weights).items()}
   if config.gif_every:
     frames.append(image_rgb)
   if config.colors == "luminance":
-    image_rgb = colors.luminance_transfer(image_rgb, images.resize(content, config.sizes[-1]))
+    content_rgb = images.resize(content, config.sizes[-1])
+    image_rgb = each(lambda rgb: colors.luminance_transfer(rgb, content_rgb), image_rgb)
   return StylizeResult(image=image_rgb, history=history, parts=parts, frames=frames,
                        seconds=time.perf_counter() - start,
                        compilations=step_fn._cache_size())  # noqa: SLF001 (jax's own count)
@@ -172,13 +198,15 @@ def load_backbone_params(config: ml_collections.ConfigDict):
 
 
 def stylize_files(config: ml_collections.ConfigDict, content_path, style_path, *,
-                  desc: str = "stylize") -> tuple[StylizeResult, np.ndarray, np.ndarray]:
-  """Reads both images and the weights (clear errors first, before any compilation), stylizes."""
+                  desc: str = "stylize", weights: dict[str, np.ndarray] | None = None
+                  ) -> tuple[StylizeResult, np.ndarray, np.ndarray]:
+  """Reads both images and the weights (clear errors first, before any compilation), stylizes
+  (``weights``: a sweep's, as ``stylize`` takes them)."""
   hint = " (The staged examples are in the data root's style/ folder.)"
   content = read_rgb(content_path, what="content image", hint=hint).astype(np.float32)
   style = read_rgb(style_path, what="style image", hint=hint).astype(np.float32)
   params = load_backbone_params(config)
-  return stylize(config, params, content, style, desc=desc), content, style
+  return stylize(config, params, content, style, desc=desc, weights=weights), content, style
 
 
 def save_outputs(result: StylizeResult, content: np.ndarray, style: np.ndarray, *,
@@ -197,12 +225,18 @@ def save_outputs(result: StylizeResult, content: np.ndarray, style: np.ndarray, 
   return written
 
 
-def plot_loss(history: list[dict], path) -> Path:
+def plot_loss(history: list[dict], path, labels: list[str] | None = None) -> Path:
+  """Total loss per step, a line per scale (a sweep's: per image and scale, ``labels`` naming
+  the images)."""
   import matplotlib.pyplot as plt
   fig, ax = plt.subplots(figsize=(6, 3.5))
   for scale in sorted({row["scale"] for row in history}):
     rows = [row for row in history if row["scale"] == scale]
-    ax.plot([r["step"] for r in rows], [r["loss"] for r in rows], label=f"{rows[0]['size']} px")
+    losses = np.array([r["loss"] for r in rows], np.float64).reshape(len(rows), -1)
+    for i, line in enumerate(losses.T):
+      name = f"{rows[0]['size']} px" + (f", {labels[i]}" if labels else "")
+      ax.plot([r["step"] for r in rows], line, label=name,
+              color=f"C{i}" if labels else f"C{scale}", ls=("-", "--", ":")[scale % 3])
   ax.set_yscale("log")
   ax.set_xlabel("step")
   ax.set_ylabel("total loss")

@@ -15,8 +15,12 @@ import ml_collections
 
 from playbook.data import fetch
 from playbook.run import rundir
-from playbook.stylize import optimize
+from playbook.stylize import images, optimize
 from playbook.tasks import ConfigError, run_config, schema
+from playbook.train import sweep
+
+# Sweepable here: the loss weights, each image of the sweep optimised with its own.
+SWEEP_KEYS = {name: f"loss.{name}" for name in ("content_weight", "style_weight", "tv_weight")}
 
 
 def base_config(study: str = "style_transfer") -> ml_collections.ConfigDict:
@@ -58,6 +62,10 @@ def base_config(study: str = "style_transfer") -> ml_collections.ConfigDict:
 
   config.colors = ""                # '', 'luminance' (YIQ, after) or 'histogram' (style, before).
   config.gif_every = 0              # Record a GIF frame every this many steps; 0 = no GIF.
+
+  # Loss weights swept in one program, e.g. --config.sweep.style_weight=10,100,1000: one image
+  # per value (crossed with the other swept weights), side by side in plots/sweep.png.
+  config.sweep = sweep.config_block(tuple(SWEEP_KEYS))
   return config
 
 
@@ -94,6 +102,11 @@ def validate(config: ml_collections.ConfigDict) -> None:
                      "'winograd'.")
   if config.colors not in ("", "luminance", "histogram"):
     raise ConfigError(f"config.colors={config.colors!r}: use '', 'luminance' or 'histogram'.")
+  swept = sweep.parse(config, SWEEP_KEYS)
+  schema.check_sweep(config, swept, {}, rules={k: schema.NON_NEGATIVE for k in SWEEP_KEYS.values()})
+  if swept and config.gif_every:
+    raise ConfigError("config.gif_every: a sweep draws its images side by side, not a GIF; set "
+                      "--config.gif_every=0.")
 
 
 def image_path(config: ml_collections.ConfigDict, name: str) -> Path:
@@ -109,8 +122,12 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
   if (done := rundir.finished(workdir, config)) is not None:
     return done
   workdir = rundir.prepare(workdir, config)
+  swept = sweep.parse(config, SWEEP_KEYS)
   result, content, style = optimize.stylize_files(
-      config, image_path(config, config.content), image_path(config, config.style))
+      config, image_path(config, config.content), image_path(config, config.style),
+      weights=swept.hparams() if swept else None)
+  if swept:
+    return finish_sweep(config, workdir, swept, result, content, style, start)
   written = optimize.save_outputs(
       result, content, style, image_path=workdir / "result.png",
       figure_path=workdir / "plots" / "side_by_side.png",
@@ -126,6 +143,33 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
                        summary=f"loss {parts['total']:.4g} (content {parts['content']:.4g}, "
                                f"style {parts['style']:.4g}, tv {parts['tv']:.4g}); result in "
                                f"{written['image']}")
+
+
+def finish_sweep(config, workdir: Path, swept: sweep.Sweep, result: optimize.StylizeResult,
+                 content, style, start: float) -> dict:
+  """A sweep's outputs: each image (``result_<variant>.png``), all of them side by side after
+  the content and the style (``plots/sweep.png``), the loss curves, and per variant its final
+  loss terms in ``results.json``."""
+  names = [swept.label(v) for v in swept.variants]
+  h, w = result.image.shape[1:3]
+  written = {name: str(images.save_image(image, workdir / f"result_{name}.png"))
+             for name, image in zip(names, result.image)}
+  figure = images.side_by_side(
+      {"content": images.resize_to(content, h, w), "style": images.resize(style, max(h, w)),
+       **dict(zip(names, result.image))}, workdir / "plots" / "sweep.png",
+      title=f"{len(names)} images in one program")
+  loss_curve = optimize.plot_loss(result.history, workdir / "plots" / "loss.png", labels=names)
+  with open(workdir / "metrics.jsonl", "w") as f:
+    f.writelines(json.dumps(row) + "\n" for row in result.history)
+  variants = [{"name": name, "values": {swept.keys[n]: v[n] for n in swept.names},
+               "final_loss": {k: result.parts[k][i] for k in result.parts}, "image": written[name]}
+              for i, (name, v) in enumerate(zip(names, swept.variants))]
+  results = {"task": config.task, "study": config.study, "variants": variants,
+             "seconds": round(result.seconds, 2), "steps": len(result.history),
+             "size": [h, w], "outputs": {"figure": str(figure), "loss_curve": str(loss_curve)}}
+  return rundir.finish(workdir, results, start=start,
+                       summary=f"{len(names)} images in one program ({', '.join(names)}); side "
+                               f"by side in {figure}")
 
 
 def stylize(config: ml_collections.ConfigDict, out: str | Path, *,

@@ -87,7 +87,7 @@ def parse(config: ml_collections.ConfigDict, keys: dict[str, str] | None = None)
                         "0.0003,0.001,0.003.") from None
   names = tuple(values)
   variants = tuple(dict(zip(names, combo)) for combo in itertools.product(*values.values()))
-  return Sweep(names=names, variants=variants, seeds=config.num_seeds,
+  return Sweep(names=names, variants=variants, seeds=config.get("num_seeds", 1),
                keys=dict(SWEEPABLE, **(keys or {})))
 
 
