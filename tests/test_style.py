@@ -197,9 +197,11 @@ def test_cli_reports_a_missing_image_and_exits_1(tmp_path):
   assert "Missing content image" in proc.stderr and "a.jpg" in proc.stderr
 
 
-def test_a_weight_sweep_optimises_each_image_as_its_own_run(random_vgg16_params, photos):
+@pytest.mark.parametrize("optimizer", ["adam", "lbfgs"])  # vmapped; one image after another.
+def test_a_weight_sweep_optimises_each_image_as_its_own_run(random_vgg16_params, photos,
+                                                            optimizer):
   config = small_config(sizes=(24, 32), steps=(2, 2))
-  config.optim.name = "adam"
+  config.optim.name = optimizer
   swept = optimize.stylize(config, random_vgg16_params, *photos,
                            weights={"style_weight": np.array([10.0, 1000.0])})
   assert swept.image.shape == (2, 27, 32, 3) and swept.compilations == 2  # One per scale.
