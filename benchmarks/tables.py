@@ -277,6 +277,23 @@ def precision(root: Path = RESULTS) -> str:
   return _table(["model", "float32 ms/step", "bfloat16 ms/step", "bf16 / f32"], rows)
 
 
+STYLE_SWEEP_WAY = {"adam": "vmapped", "lbfgs": "sequential"}  # What optimize.stylize does.
+
+
+def style_sweep(root: Path = RESULTS) -> str:
+  """A style-weight sweep per optimiser: vmapped against one image after another."""
+  data = _load(root, "style_sweep.json")
+  rows = [[name, *(_fig(r["ms_per_image_step"][way]) for way in ("vmapped", "sequential")),
+           f"{r['vmapped_over_sequential']:.2f}", f"{r['final_loss_max_relative_difference']:.0e}",
+           STYLE_SWEEP_WAY[name]] for name, r in data["optimizers"].items()]
+  env = data["environment"]
+  return (f"{len(data['style_weights'])} style weights, {data['steps']} steps each at "
+          f"{'x'.join(map(str, data['size']))} px, median of the rounds, on {env['cpu_model']} "
+          f"({env['cpu_count']} cores), `results/style_sweep.json`:\n\n"
+          + _table(["optimiser", "ms / image-step vmapped", "ms / image-step sequential",
+                    "vmapped / sequential", "final losses differ by", "`stylize` takes"], rows))
+
+
 def _mean_std(summary: dict, scale: float = 1.0, digits: int = 2) -> str:
   """``mean ± std`` of a gpu_peers summary (std only where there are several values)."""
   mean = f"{scale * summary['mean']:.{digits}f}"
@@ -347,6 +364,7 @@ BLOCKS = {
     "style_winograd": style_winograd,
     "style_settings": style_settings,
     "precision": precision,
+    "style_sweep": style_sweep,
     "gpu_peers": gpu_peers,
 }
 

@@ -6,6 +6,7 @@
   runs recorded in ``results/<study>/``, then ``runs/<study>``, then ``runs/<study>_*``; wide
   figures are scaled to ``MAX_WIDTH`` pixels and photo grids saved as JPEG;
 - ``sweep_<run>.png``: the sweep plot of every ``runs/<study>_*`` sweep run (``DIR/plots/sweep.png``);
+- never a style transfer's pictures of images that are not in the public domain (``publishable``);
 - ``test_curves_<machine>.png``: test accuracy per epoch of recorded runs that carry their curve
   (the device runs' rows do), one line per seed;
 - ``architecture.png``: the layer stack of ``results/reference.json``'s ``sketch``.
@@ -42,6 +43,27 @@ def run_dirs(study: str, root: Path) -> list[Path]:
   runs = res.ROOT / "runs"
   out += [runs / study, *sorted(runs.glob(f"{study}_*"))]
   return [d for d in dict.fromkeys(out) if (d / "plots").is_dir() and not _quick(d)]
+
+
+# Plots that show a style-transfer run's input images (content, style) and its results.
+IMAGE_PLOTS = ("side_by_side", "sweep")
+
+
+def publishable(workdir: Path) -> bool:
+  """Whether a run's pictures may go into docs/: a style transfer's show its content and style
+  images, so both must be registered files in the public domain (``data/sources.py``); the
+  staged photographs' licences are unverified, and a file of the user's is unknown."""
+  try:
+    config = json.loads((workdir / "config.json").read_text())
+  except (OSError, ValueError):
+    return False
+  if config.get("task") != "stylize":
+    return True
+  from playbook.data.sources import STYLE_FILES
+  licences = [STYLE_FILES.get(name.removeprefix("style/"), (None,) * 4)[3] if
+              name.startswith("style/") else None
+              for name in (config.get("content", ""), config.get("style", ""))]
+  return all(licence and licence.startswith("public domain") for licence in licences)
 
 
 def _quick(workdir: Path) -> bool:
@@ -122,11 +144,14 @@ def refresh(root: Path = res.RESULTS_DIR) -> list[str]:
       source = dirs[0]
       for name in PLOTS:
         src = source / "plots" / f"{name}.png"
-        if src.is_file():
+        if src.is_file() and name in IMAGE_PLOTS and not publishable(source):
+          lines.append(f"not published: {src.relative_to(res.ROOT)} (shows an image whose "
+                       "licence is not public domain)")
+        elif src.is_file():
           photo = study in PHOTO_STUDIES and name == "most_confident_mistakes"
           dest = shrink(src, IMG / study / f"{name}{'.jpg' if photo else '.png'}")
           index[str(dest.relative_to(IMG))] = str(src.relative_to(res.ROOT))
-    for src in (d / "plots" / "sweep.png" for d in dirs):
+    for src in (d / "plots" / "sweep.png" for d in dirs if publishable(d)):
       if src.is_file():
         dest = shrink(src, IMG / study / f"sweep_{src.parents[1].name}.png")
         index[str(dest.relative_to(IMG))] = str(src.relative_to(res.ROOT))

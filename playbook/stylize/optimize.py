@@ -134,7 +134,7 @@ def stylize(config: ml_collections.ConfigDict, params, content: np.ndarray, styl
   image, ...}): a sweep, each image optimised with its own loss weights, all through one
   compiled step (per scale): with Adam in one vmapped program; with L-BFGS one image after
   another, since its line search branches per image (``lax.cond``), and vmap would compute every
-  branch for every image (measured: 10x the time per step for 2 images at 64 px, Adam's 1.8x)."""
+  branch for every image (``benchmarks/style_sweep.py`` times both ways)."""
   start = time.perf_counter()
   objective = make_objective(config)
   optimizer = pixel_optimizer(config.optim)

@@ -63,8 +63,8 @@ def base_config(study: str = "style_transfer") -> ml_collections.ConfigDict:
   config.colors = ""                # '', 'luminance' (YIQ, after) or 'histogram' (style, before).
   config.gif_every = 0              # Record a GIF frame every this many steps; 0 = no GIF.
 
-  # Loss weights swept in one program, e.g. --config.sweep.style_weight=10,100,1000: one image
-  # per value (crossed with the other swept weights), side by side in plots/sweep.png.
+  # Loss weights swept through one compiled step, e.g. --config.sweep.style_weight=10,100,1000:
+  # one image per value (crossed with the other swept weights), side by side in plots/sweep.png.
   config.sweep = sweep.config_block(tuple(SWEEP_KEYS))
   return config
 
@@ -157,7 +157,8 @@ def finish_sweep(config, workdir: Path, swept: sweep.Sweep, result: optimize.Sty
   figure = images.side_by_side(
       {"content": images.resize_to(content, h, w), "style": images.resize(style, max(h, w)),
        **dict(zip(names, result.image))}, workdir / "plots" / "sweep.png",
-      title=f"{len(names)} images in one program")
+      title=f"{len(names)} images, one compiled step"
+            + (" (vmapped)" if config.optim.name == "adam" else " (one image after another)"))
   loss_curve = optimize.plot_loss(result.history, workdir / "plots" / "loss.png", labels=names)
   with open(workdir / "metrics.jsonl", "w") as f:
     f.writelines(json.dumps(row) + "\n" for row in result.history)
@@ -168,8 +169,8 @@ def finish_sweep(config, workdir: Path, swept: sweep.Sweep, result: optimize.Sty
              "seconds": round(result.seconds, 2), "steps": len(result.history),
              "size": [h, w], "outputs": {"figure": str(figure), "loss_curve": str(loss_curve)}}
   return rundir.finish(workdir, results, start=start,
-                       summary=f"{len(names)} images in one program ({', '.join(names)}); side "
-                               f"by side in {figure}")
+                       summary=f"{len(names)} images through one compiled step "
+                               f"({', '.join(names)}); side by side in {figure}")
 
 
 def stylize(config: ml_collections.ConfigDict, out: str | Path, *,
