@@ -68,14 +68,11 @@ def measure(config, params, content, style, style_weights: list[float], steps: i
 
   for fn in (vmapped, sequential):  # Compile (and warm) both before timing.
     fn()
-  times = {"vmapped": [], "sequential": []}
+  times, losses = {"vmapped": [], "sequential": []}, {}
   for _ in range(repeats):
     for name, fn in (("vmapped", vmapped), ("sequential", sequential)):
-      seconds, losses = fn()
+      seconds, losses[name] = fn()
       times[name].append(seconds)
-      final = {"vmapped": losses} if name == "vmapped" else {"sequential": losses}
-      times.setdefault("losses", {}).update(final)
-  losses = times.pop("losses")
   seconds = {k: median(v) for k, v in times.items()}
   return {"seconds_per_round": times, "seconds": seconds,
           "ms_per_image_step": {k: 1000 * v / (steps * len(style_weights))

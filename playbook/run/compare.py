@@ -190,6 +190,25 @@ def welch_p(base: np.ndarray, other: np.ndarray) -> float:
   return float(stats.ttest_ind(other, base, equal_var=False).pvalue)
 
 
+def seed_row(name: str, per_seed) -> Row:
+  """A row of per-seed values alone (no speed, no curves), for ``difference``."""
+  mean, std, values = seed_values(per_seed)
+  return Row(name, mean, std, len(values), values)
+
+
+def difference_cell(d: dict, unit: str) -> str:
+  """``difference``'s result as a table cell in ``unit``: a percentage's in points (2 decimals),
+  any other to 4 decimals, with its p-value or bootstrap interval."""
+  if d["test"] is None:
+    return f"n/a ({d['why']})"
+  digits = 2 if unit == "%" else 4
+  diff = f"{d['difference']:+.{digits}f} {'points' if unit == '%' else unit}".rstrip()
+  if d["test"] == "welch":
+    return f"{diff}, p = {d['p_value']:.2f} (Welch)" if d["p_value"] is not None else diff
+  low, high = d["interval_95"]
+  return f"{diff}, 95 % interval [{low:+.{digits}f}, {high:+.{digits}f}] (bootstrap)"
+
+
 def difference(base: Row, row: Row) -> dict:
   """How ``row`` differs from the first row, and how sure that is: {'difference', 'test', and
   'p_value' (Welch) or 'interval_95' (bootstrap)}, or {'test': None, 'why': ...} without one."""

@@ -59,11 +59,9 @@ def publishable(workdir: Path) -> bool:
     return False
   if config.get("task") != "stylize":
     return True
-  from playbook.data.sources import STYLE_FILES
-  licences = [STYLE_FILES.get(name.removeprefix("style/"), (None,) * 4)[3] if
-              name.startswith("style/") else None
-              for name in (config.get("content", ""), config.get("style", ""))]
-  return all(licence and licence.startswith("public domain") for licence in licences)
+  from playbook.data.sources import SOURCES
+  shown = [SOURCES.get(config.get(image, "")) for image in ("content", "style")]
+  return all(s is not None and s.licence.startswith("public domain") for s in shown)
 
 
 def _quick(workdir: Path) -> bool:

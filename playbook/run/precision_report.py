@@ -78,8 +78,7 @@ def add_pair(float32_dir: str | Path, bfloat16_dir: str | Path,
   if machines["float32"]["slug"] != machines["bfloat16"]["slug"]:
     raise res.ReportError(f"the runs were made on different machines ({machines['float32']['label']}"
                           f" and {machines['bfloat16']['label']}); compare them on one")
-  stats = {p: compare.seed_values(s["per_seed"]) for p, s in sides.items()}
-  rows = [compare.Row(p, mean, std, len(values), values) for p, (mean, std, values) in stats.items()]
+  rows = [compare.seed_row(p, s["per_seed"]) for p, s in sides.items()]
   study = flat["float32"]["study"]
   entry = {"study": study, "machine": machines["float32"], **sides,
            "bfloat16_minus_float32": compare.difference(rows[0], rows[1])}
@@ -95,16 +94,6 @@ def _mean_std(values: list[float], unit: str) -> str:
   return f"{tables._fmt(mean, unit)}{spread} {unit} (n = {len(values)})"
 
 
-def _test_cell(d: dict, unit: str) -> str:
-  if d["test"] is None:
-    return f"n/a ({d['why']})"
-  diff = f"{d['difference']:+.2f} {'points' if unit == '%' else unit}".rstrip()
-  if d["test"] == "welch":
-    return f"{diff}, p = {d['p_value']:.2f} (Welch)" if d["p_value"] is not None else diff
-  low, high = d["interval_95"]
-  return f"{diff}, 95 % interval [{low:+.2f}, {high:+.2f}] (bootstrap)"
-
-
 def accuracy_table(root: Path = res.RESULTS_DIR) -> str:
   """One row per recorded pair, then the commands that made them."""
   entries = [json.loads(p.read_text()) for p in sorted((root / res.PRECISION_DIR).glob("*.json"))]
@@ -113,7 +102,7 @@ def accuracy_table(root: Path = res.RESULTS_DIR) -> str:
     f32, bf16, unit = e["float32"], e["bfloat16"], e["float32"]["unit"]
     lines.append(
         f"| `{e['study']}` {f32['metric']} | {_mean_std(f32['per_seed'], unit)} | "
-        f"{_mean_std(bf16['per_seed'], unit)} | {_test_cell(e['bfloat16_minus_float32'], unit)} | "
+        f"{_mean_std(bf16['per_seed'], unit)} | {compare.difference_cell(e['bfloat16_minus_float32'], unit)} | "
         f"{e['machine']['label']} |")
   commands = [e[p]["command"] for e in entries for p in PRECISIONS]
   return "\n".join(lines) + "\n\n```bash\n" + "\n".join(commands) + "\n```"

@@ -35,18 +35,12 @@ def _headline(variant: dict) -> tuple[str, str, float, str]:
                         f"{', '.join(h[0] for h in HEADLINES)}")
 
 
-def _lookup(config: dict, key: str):
-  value = config
-  for part in key.split("."):
-    value = value.get(part) if isinstance(value, dict) else None
-  return value
-
-
 def own_variant(variants: list[dict], config: dict) -> int | None:
   """The variant whose swept values are the config's own (what the run would train without
   ``--config.sweep``), or None."""
+  flat = res.flatten(config)
   for i, variant in enumerate(variants):
-    if all(_lookup(config, key) is not None and float(_lookup(config, key)) == float(value)
+    if all(flat.get(key) is not None and float(flat[key]) == float(value)
            for key, value in variant["values"].items()):
       return i
   return None
@@ -94,17 +88,9 @@ def _cell(summary: dict, scale: float, unit: str) -> str:
 def _difference(base: dict, variant: dict, key: str, scale: float, unit: str) -> str:
   if variant["name"] == base["name"]:
     return "(baseline)"
-  stats = [compare.seed_values([scale * x for x in v[key]["per_seed"]]) for v in (base, variant)]
-  rows = [compare.Row(v["name"], mean, std, len(values), values)
-          for v, (mean, std, values) in zip((base, variant), stats)]
-  d = compare.difference(*rows)
-  if d["test"] is None:
-    return f"n/a ({d['why']})"
-  diff = f"{d['difference']:+.2f} points" if unit == "%" else f"{d['difference']:+.4f} {unit}"
-  if d["test"] == "welch":
-    return f"{diff}, p = {d['p_value']:.2f} (Welch)" if d["p_value"] is not None else diff
-  low, high = d["interval_95"]
-  return f"{diff}, 95 % interval [{low:+.2f}, {high:+.2f}] (bootstrap)"
+  rows = [compare.seed_row(v["name"], [scale * x for x in v[key]["per_seed"]])
+          for v in (base, variant)]
+  return compare.difference_cell(compare.difference(*rows), unit)
 
 
 def sweep_table(entry: dict) -> str:

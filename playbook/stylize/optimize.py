@@ -152,6 +152,14 @@ def stylize(config: ml_collections.ConfigDict, params, content: np.ndarray, styl
     count = len(next(iter(weights.values())))
     groups = [weights] if together else [{k: v[i] for k, v in weights.items()}
                                          for i in range(count)]
+  # Each scale's images and targets, once for every image of a sweep.
+  targets_fn = jax.jit(objective.targets)
+  scales = []
+  for size in config.sizes:
+    content_s = images.resize(content, size)
+    style_s = images.resize(style, max(16, round(size * config.style_scale)))
+    scales.append((content_s, style_s,
+                   targets_fn(params, _preprocess(content_s), _preprocess(style_s))))
   bar = progress_bar(sum(config.steps) * len(groups), 0, enabled=config.progress, desc=desc)
 
   def schedule(weights, count: int | None):
@@ -161,15 +169,13 @@ def stylize(config: ml_collections.ConfigDict, params, content: np.ndarray, styl
     history, frames, image_rgb = [], [], None
     global_step = 0
     for scale, (size, num_steps) in enumerate(zip(config.sizes, config.steps)):
-      content_s = images.resize(content, size)
-      style_s = images.resize(style, max(16, round(size * config.style_scale)))
+      content_s, style_s, targets = scales[scale]
       h, w = content_s.shape[:2]
       if image_rgb is None:
         start_rgb = initial_image(config, content_s, style_s)
         start_rgb = np.stack([start_rgb] * count) if count else start_rgb
       else:
         start_rgb = each(lambda rgb: images.resize_to(rgb, h, w), image_rgb)
-      targets = jax.jit(objective.targets)(params, _preprocess(content_s), _preprocess(style_s))
       image = jnp.asarray(each(lambda rgb: np.asarray(_preprocess(rgb)), start_rgb))
       opt_state = fresh_state(jax.vmap(optimizer.init)(image) if count else optimizer.init(image))
       for _ in range(num_steps):

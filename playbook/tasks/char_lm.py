@@ -200,8 +200,7 @@ def restore_best_params(config, workdir: str | Path, vocab_size: int,
   init_fn = make_init_fn(model, config.train.batch_size, config.data.seq_len,
                          sweep.model_hparams(config, swept))
   params, model_state = jax.eval_shape(init_fn, jax.random.PRNGKey(0))
-  num_models, seed_index = sweep.stored_model(
-      swept, config.num_seeds, lambda: rundir.run_file(workdir, rundir.RESULTS_FILE), seed_index)
+  num_models, seed_index = sweep.stored_model(swept, config.num_seeds, workdir, seed_index)
   variables, _ = rundir.restore_best(workdir, {"params": params, **model_state},
                                      num_seeds=num_models, seed_index=seed_index)
   return model, variables["params"]
@@ -315,8 +314,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
   results = rundir.finish(
       workdir, results, start=start,
       summary=f"{config.study}: "
-              + (f"{len(swept.variants)} variants x {swept.seeds} seeds in one program; best "
-                 f"{results['best_variant']}: " if swept else "")
+              + (f"{swept.describe()}; best {results['best_variant']}: " if swept else "")
               + f"best validation {float(np.mean(results['best_val_nats_per_char'])):.4f} "
               f"nats/char" + ("" if swept else f" (epoch {result.best_epoch})"))
   # After results.json: a sample is a picture of the model, never a reason to lose the run.

@@ -339,8 +339,8 @@ def fit_and_test(config: ml_collections.ConfigDict, workdir: str | Path, *,
   return rundir.finish(
       workdir, results, start=start,
       summary=f"{config.study}: "
-              + (f"{len(swept.variants)} variants x {swept.seeds} seeds in one program; best "
-                 f"(on validation) {results['best_variant']}: " if swept else "")
+              + (f"{swept.describe()}; best (on validation) {results['best_variant']}: "
+                 if swept else "")
               + f"test accuracy {100 * acc['mean']:.2f} %"
               + (f" ± {100 * acc['std']:.2f} (mean ± std of {config.num_seeds} seeds)"
                  if config.num_seeds > 1 else "") + f" on the {results['data_copy']}")
@@ -393,8 +393,7 @@ def plot_results(workdir: Path, history, test, logits, data, *,
 def stored_model(config: ml_collections.ConfigDict, workdir: str | Path,
                  seed_index: int | None) -> tuple[int, int]:
   """(models stacked in the run's checkpoints, the one to restore): ``sweep.stored_model``."""
-  return sweep.stored_model(sweep.parse(config), config.num_seeds,
-                            lambda: rundir.run_file(workdir, rundir.RESULTS_FILE), seed_index)
+  return sweep.stored_model(sweep.parse(config), config.num_seeds, workdir, seed_index)
 
 
 def restore_learner(config: ml_collections.ConfigDict, workdir: str | Path, *,

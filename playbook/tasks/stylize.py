@@ -126,6 +126,8 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
   result, content, style = optimize.stylize_files(
       config, image_path(config, config.content), image_path(config, config.style),
       weights=swept.hparams() if swept else None)
+  with open(workdir / "metrics.jsonl", "w") as f:
+    f.writelines(json.dumps(row) + "\n" for row in result.history)
   if swept:
     return finish_sweep(config, workdir, swept, result, content, style, start)
   written = optimize.save_outputs(
@@ -133,8 +135,6 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
       figure_path=workdir / "plots" / "side_by_side.png",
       gif_path=workdir / "progress.gif" if config.gif_every else None,
       loss_path=workdir / "plots" / "loss.png")
-  with open(workdir / "metrics.jsonl", "w") as f:
-    f.writelines(json.dumps(row) + "\n" for row in result.history)
   results = {"task": config.task, "study": config.study, "final_loss": result.parts,
              "seconds": round(result.seconds, 2), "steps": len(result.history),
              "size": list(result.image.shape[:2]), "outputs": written}
@@ -160,8 +160,6 @@ def finish_sweep(config, workdir: Path, swept: sweep.Sweep, result: optimize.Sty
       title=f"{len(names)} images, one compiled step"
             + (" (vmapped)" if config.optim.name == "adam" else " (one image after another)"))
   loss_curve = optimize.plot_loss(result.history, workdir / "plots" / "loss.png", labels=names)
-  with open(workdir / "metrics.jsonl", "w") as f:
-    f.writelines(json.dumps(row) + "\n" for row in result.history)
   variants = [{"name": name, "values": {swept.keys[n]: v[n] for n in swept.names},
                "final_loss": {k: result.parts[k][i] for k in result.parts}, "image": written[name]}
               for i, (name, v) in enumerate(zip(names, swept.variants))]

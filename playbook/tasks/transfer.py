@@ -332,8 +332,8 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
   return rundir.finish(
       workdir, results, start=start,
       summary=f"{config.study} {config.backbone} {config.mode}: "
-              + (f"{len(swept.variants)} variants x {swept.seeds} seeds in one program; best "
-                 f"(held-out) {best['name']}: " if swept else "") + "test accuracy "
+              + (f"{swept.describe()}; best (held-out) {best['name']}: " if swept else "")
+              + "test accuracy "
               f"{100 * results['test_accuracy']['mean']:.2f} % ({results['test_correct']}/"
               f"{test_n}; load average {load_start[0]:.1f} at start)")
 
@@ -377,9 +377,8 @@ def restore_head(config: ml_collections.ConfigDict, workdir: Path, class_names, 
   else:
     model, init_fn, _ = finetune_net(config, backbone, len(class_names), 1)
   params, model_state = jax.eval_shape(init_fn, jax.random.PRNGKey(0))
-  num_models, seed_index = sweep.stored_model(
-      parse_sweep(config), config.num_seeds,
-      lambda: rundir.run_file(workdir, rundir.RESULTS_FILE), seed_index)
+  num_models, seed_index = sweep.stored_model(parse_sweep(config), config.num_seeds, workdir,
+                                              seed_index)
   variables, meta = rundir.restore_best(workdir, {"params": params, **model_state},
                                         num_seeds=num_models, seed_index=seed_index)
   return model, variables, meta, stats

@@ -21,6 +21,8 @@ import ml_collections
 import numpy as np
 import optax
 
+from playbook.run import rundir
+
 # Sweepable name -> the config key it sets (a task may map a name elsewhere: ``parse(keys=)``).
 SWEEPABLE = {"learning_rate": "optim.learning_rate", "weight_decay": "optim.weight_decay",
              "momentum": "optim.momentum", "dropout": "model.dropout",
@@ -63,6 +65,10 @@ class Sweep:
 
   def label(self, variant: dict[str, float]) -> str:
     return ",".join(f"{n}={variant[n]:g}" for n in self.names)
+
+  def describe(self) -> str:
+    """What trained, for a run's closing line: '3 variants x 2 seeds in one program'."""
+    return f"{len(self.variants)} variants x {self.seeds} seeds in one program"
 
 
 def config_block(names=tuple(SWEEPABLE)) -> ml_collections.ConfigDict:
@@ -162,14 +168,14 @@ def variants(sweep: Sweep, metrics: dict[str, np.ndarray], best_epochs, *, selec
   return {"variants": rows, "best_index": int(np.argmax(sign * per[select].mean(axis=1)))}
 
 
-def stored_model(sweep: Sweep | None, num_seeds: int, results_path: Callable[[], Path],
+def stored_model(sweep: Sweep | None, num_seeds: int, workdir: str | Path,
                  seed_index: int | None) -> tuple[int, int]:
-  """(models stacked in a run's checkpoints, the one to restore). A sweep stores every variant's
-  seeds, variant-major; by default its best variant's first seed (named in the run's
-  ``results.json``, whose path ``results_path()`` gives), else seed 0."""
+  """(models stacked in the run's checkpoints in ``workdir``, the one to restore). A sweep
+  stores every variant's seeds, variant-major; by default its best variant's first seed (named
+  in the run's ``results.json``), else seed 0."""
   if sweep is None:
     return num_seeds, seed_index or 0
   if seed_index is None:
-    best = json.loads(results_path().read_text())["best_variant"]
+    best = json.loads(rundir.run_file(workdir, rundir.RESULTS_FILE).read_text())["best_variant"]
     seed_index = [sweep.label(v) for v in sweep.variants].index(best) * sweep.seeds
   return sweep.num_models, seed_index
