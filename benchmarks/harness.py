@@ -228,6 +228,13 @@ def matmul_roofline(machine: Machine, sizes: list[int], repeats: int) -> dict:
 # ------------------------------------------------------------------------------------ report
 
 
+def data_root() -> str:
+  """``PLAYBOOK_DATA_DIR`` relative to the working directory (a result names no machine's
+  folders), or "" when the data came from the cache."""
+  root = os.environ.get("PLAYBOOK_DATA_DIR", "")
+  return os.path.relpath(root) if root else ""
+
+
 def environment(**extra) -> dict:
   """Where a figure was measured: date, CPU model and widest vector units, library versions."""
   import flax
@@ -239,7 +246,7 @@ def environment(**extra) -> dict:
       "flax": flax.__version__, "optax": optax.__version__,
       "platform": jax.default_backend(), "device": str(jax.devices()[0].device_kind),
       "cpu_count": os.cpu_count(), "cpu_model": rundir.cpu_model(),
-      **{k: os.environ.get(k, "") for k in ("XLA_FLAGS", "PLAYBOOK_DATA_DIR")},
+      "XLA_FLAGS": os.environ.get("XLA_FLAGS", ""), "PLAYBOOK_DATA_DIR": data_root(),
       "load_average": [round(v, 2) for v in os.getloadavg()],
   }
   if "torch" in sys.modules:  # Only where a benchmark ran the PyTorch peer.

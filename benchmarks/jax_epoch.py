@@ -1,7 +1,8 @@
 """The trainer's jitted epoch for a classify study, as the benchmarks time it.
 
 ``JaxModel`` makes what ``classify.train`` and ``fit`` make: the learner of
-``classify.flax_learner`` (model, loss, optimiser; one per batch size), the state from
+``classify.flax_learner`` (model, loss, optimiser; one per batch size; ``scratch.make_learner``'s
+hand-derived one for a scratch study), the state from
 ``loop.init_states(..., mesh)``, the rows placed by ``parallel.shard_rows`` on
 ``parallel.make_mesh()``, and ``loop.make_train_epoch`` (a ``lax.scan`` of the train step,
 state donated, vmapped over seeds when there are several). Augmentation is off. Used by
@@ -19,7 +20,7 @@ import numpy as np
 
 from benchmarks.harness import NUM_CLASSES, Machine, summarise, timed_rounds
 from playbook import parallel
-from playbook.tasks import classify
+from playbook.tasks import classify, scratch
 from playbook.train import loop, steps
 
 
@@ -43,7 +44,8 @@ class JaxModel:
     if ("learner", batch_size) not in self._fns:
       config = self.config.copy_and_resolve_references()
       config.train.batch_size = batch_size
-      self._fns["learner", batch_size] = classify.flax_learner(
+      make_learner = scratch.make_learner if config.task == "scratch" else classify.flax_learner
+      self._fns["learner", batch_size] = make_learner(
           config, NUM_CLASSES, self.train_x, len(self.train_y) // batch_size)
     return self._fns["learner", batch_size]
 

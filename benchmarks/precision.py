@@ -3,28 +3,31 @@
     PLAYBOOK_DATA_DIR=/path/to/data python -m benchmarks.precision
     # -> benchmarks/results/precision_cpu.json
 
-Three of the trainer's own steps, each in both precisions (parameters and optimiser state
+Five of the trainer's own steps, each in both precisions (parameters and optimiser state
 float32 either way; ``playbook/models/precision.py``):
 
 * ``mnist_mlp``: ``experiments/mnist_mlp.py`` (784-512-512-10, dropout 0.2, AdamW), batch 128;
 * ``cifar10_cnn``: the seed CNN of ``experiments/cifar10_cnn.py:quick`` (conv 32-32-64-64, dense
   512; the fast im2col convolutions), batch 128;
 * ``char_lstm``: ``experiments/char_lstm.py`` (2 x 512 LSTM, sequences of 100, batch 128, Adam
-  with clipping), the state carried from batch to batch.
+  with clipping), the state carried from batch to batch;
+* ``scratch_nn`` and ``scratch_cnn``: the hand-derived networks of ``experiments/scratch_nn.py``
+  (784-256-128-10) and ``experiments/scratch_cnn.py`` (conv 32-64, im2col matmuls), their hand
+  backward pass and hand SGD, batch 128.
 
 Each timed call is ``fit``'s jitted epoch of ``--steps`` steps on real training rows
-(``jax_epoch.JaxModel`` for the classifiers, ``lstm_throughput.JaxSide`` for the LSTM), so a
-step is exactly what training runs: forward, backward and optimiser update. Compilation is
-excluded (a warm-up call first). Both precisions of a model are timed in the same rounds, in a
-rotating order, each call after waiting for a quiet machine (``harness.timed_rounds``); a step's
-time is the median of the quiet calls (of all calls when none was quiet) divided by the steps.
+(``jax_epoch.JaxModel`` for the classifiers and scratch networks, ``lstm_throughput.JaxSide``
+for the LSTM), so a step is exactly what training runs: forward, backward and optimiser update.
+Compilation is excluded (a warm-up call first). Both precisions of a model are timed in the same
+rounds, in a rotating order, each call after waiting for a quiet machine
+(``harness.timed_rounds``); a step's time is the median of the quiet calls (of all calls when
+none was quiet) divided by the steps.
 The ratio is bfloat16 / float32 step time: below 1 bfloat16 is faster.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 
 import jax
 import jax.numpy as jnp
@@ -37,13 +40,15 @@ from playbook.run import rundir
 from playbook.tasks import char_lm, classify
 
 PRECISIONS = ("float32", "bfloat16")
+STUDIES = {"mnist_mlp": "mnist_mlp", "cifar10_cnn": "cifar10_cnn:quick",  # The classifiers.
+           "scratch_nn": "scratch_nn", "scratch_cnn": "scratch_cnn"}
 
 
 def parse_args(argv=None) -> argparse.Namespace:
   p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-  p.add_argument("--models", default="mnist_mlp,cifar10_cnn,char_lstm",
-                 help="Which of mnist_mlp, cifar10_cnn, char_lstm to time.")
-  p.add_argument("--steps", default="50,4,1",
+  p.add_argument("--models", default="mnist_mlp,cifar10_cnn,char_lstm,scratch_nn,scratch_cnn",
+                 help=f"Which of {', '.join([*STUDIES, 'char_lstm'])} to time.")
+  p.add_argument("--steps", default="50,4,1,100,4",
                  help="Train steps per timed call, one per model (in --models order).")
   p.add_argument("--batch_size", type=positive_int, default=128)
   harness.add_timing_args(p)
@@ -81,23 +86,29 @@ def lstm_epoch(precision: str, batch_size: int, num_steps: int) -> JaxSide:
   return JaxSide(config, len(vocab), train, num_steps)
 
 
-STUDIES = {"mnist_mlp": "mnist_mlp", "cifar10_cnn": "cifar10_cnn:quick"}
-
-
 def make_column(model: str, precision: str, batch_size: int, num_steps: int):
   if model == "char_lstm":
     return lstm_epoch(precision, batch_size, num_steps)
   return ClassifierEpoch(STUDIES[model], precision, batch_size, num_steps)
 
 
+MATMULS = {  # name: (operand dtype, the dtype its products are summed in and returned).
+    "float32": (jnp.float32, None),
+    "bfloat16": (jnp.bfloat16, None),  # A bfloat16 result, as jnp.dot of bfloat16 arrays gives.
+    "bfloat16_float32_sums": (jnp.bfloat16, jnp.float32),  # precision.dot, what the models run.
+}
+
+
 def matmul_rates(machine: Machine, n: int, repeats: int) -> dict:
-  """GFLOP/s of a jitted square ``jnp.dot`` in each dtype: what XLA's CPU backend makes of
-  bfloat16 matmuls on this machine, apart from any model."""
-  out, dot = {}, jax.jit(jnp.dot)
-  for name, dtype in (("float32", jnp.float32), ("bfloat16", jnp.bfloat16)):
+  """GFLOP/s of a jitted square matmul in each form of ``MATMULS``: what XLA's CPU backend makes
+  of bfloat16 matmuls on this machine, apart from any model."""
+  out = {}
+  for name, (dtype, sums) in MATMULS.items():
+    dot = jax.jit(lambda a, sums=sums: jnp.matmul(a, a, preferred_element_type=sums))
     a = jax.random.normal(jax.random.PRNGKey(0), (n, n), jnp.float32).astype(dtype)
-    jax.block_until_ready(dot(a, a))
-    samples = [machine.time(lambda a=a: jax.block_until_ready(dot(a, a))) for _ in range(repeats)]
+    jax.block_until_ready(dot(a))
+    samples = [machine.time(lambda a=a, dot=dot: jax.block_until_ready(dot(a)))
+               for _ in range(repeats)]
     out[name] = summarise(samples, 2 * n ** 3 / 1e9, machine.quiet)["per_s"]
   return out
 
@@ -106,8 +117,8 @@ def main(argv=None) -> dict:
   args = parse_args(argv)
   names, num_steps = args.models.split(","), ints(args.steps)
   if len(num_steps) != len(names) or any(n not in (*STUDIES, "char_lstm") for n in names):
-    raise SystemExit(f"--models from mnist_mlp, cifar10_cnn, char_lstm, with one --steps each; "
-                     f"got {names} and {num_steps}.")
+    raise SystemExit(f"--models from {', '.join([*STUDIES, 'char_lstm'])}, with one --steps "
+                     f"each; got {names} and {num_steps}.")
   machine = Machine(args.quiet, args.max_wait)
   groups = []
   for name, steps in zip(names, num_steps):
@@ -143,8 +154,7 @@ def main(argv=None) -> dict:
       "machine_waited_s": machine.waited,
       "command": harness.command("benchmarks.precision", argv),
       # The data root relative to here: no machine's absolute path in a committed result.
-      "environment": harness.environment(PLAYBOOK_DATA_DIR=os.path.relpath(
-          os.environ["PLAYBOOK_DATA_DIR"]) if os.environ.get("PLAYBOOK_DATA_DIR") else ""),
+      "environment": harness.environment(),
   }
   out = harness.write_json(args.out, result)
   if result["matmul_gflop_s"]:

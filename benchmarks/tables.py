@@ -188,6 +188,7 @@ def lstm_levers(root: Path = RESULTS) -> str:
   """The char-LSTM's levers and where each stands, with the two that were measured."""
   unroll = _load(root, "lstm_throughput.json")["ratio_vs_torch_median"]
   bf16 = _load(root, "precision_cpu.json")["models"]["char_lstm"]["ratio_bf16_over_f32"]
+  how = f"{_x(bf16)} *slower*" if bf16 >= 1 else f"{_x(1 / bf16)} *faster*"
   rows = [
       ["input projection of all time steps hoisted out of the scan (layer 0: a row lookup of "
        "`W_x`)", "in the model"],
@@ -197,7 +198,7 @@ def lstm_levers(root: Path = RESULTS) -> str:
        f"{_x(unroll['jax_unroll1'])} in the same contended run (`results/lstm_throughput.json`); "
        "the config keeps `unroll=1`"],
       ["remat", "off"],
-      ["bf16", f"{_x(bf16)} *slower* per step "
+      ["bf16", f"{how} per step "
        "([`precision.py`](#bfloat16-against-float32-train-steps-precisionpy))"],
       ["XLA CPU flags", "not measured for the LSTM"],
   ]
@@ -261,7 +262,11 @@ def style_settings(root: Path = RESULTS) -> str:
   return _table(["run", "JAX", "PyTorch 2 threads", "PyTorch 1 thread", "ratio", "source"], rows)
 
 
-PRECISION_MODELS = {"cifar10_cnn": "cifar10_cnn (seed CNN)", "char_lstm": "char_lstm 2x512"}
+PRECISION_MODELS = {"cifar10_cnn": "cifar10_cnn (seed CNN)", "char_lstm": "char_lstm 2x512",
+                    "scratch_nn": "scratch_nn (hand backprop)",
+                    "scratch_cnn": "scratch_cnn (hand backprop)"}
+PRECISION_MATMULS = {"bfloat16": "matmul 2048², bf16 result (GFLOP/s)",
+                     "bfloat16_float32_sums": "matmul 2048², bf16 operands, f32 sums (GFLOP/s)"}
 
 
 def precision(root: Path = RESULTS) -> str:
@@ -270,10 +275,13 @@ def precision(root: Path = RESULTS) -> str:
   rows = [[PRECISION_MODELS.get(model, model), _fig(m["step_ms"]["float32"]),
            _fig(m["step_ms"]["bfloat16"]), f"{m['ratio_bf16_over_f32']:.2f}"]
           for model, m in data["models"].items()]
-  f32, bf16 = data["matmul_gflop_s"]["float32"], data["matmul_gflop_s"]["bfloat16"]
-  how = f"({f32 / bf16:.2f}x slower)" if f32 > bf16 else f"({bf16 / f32:.2f}x faster)"
-  # The script's default --matmul_size; the JSON does not record it.
-  rows.append(["matmul 2048² (GFLOP/s)", _fig(f32), _fig(bf16), how])
+  rates = data["matmul_gflop_s"]
+  f32 = rates["float32"]
+  for key, label in PRECISION_MATMULS.items():  # The script's default --matmul_size, 2048.
+    if key in rates:
+      bf16 = rates[key]
+      how = f"({f32 / bf16:.2f}x slower)" if f32 > bf16 else f"({bf16 / f32:.2f}x faster)"
+      rows.append([label, _fig(f32), _fig(bf16), how])
   return _table(["model", "float32 ms/step", "bfloat16 ms/step", "bf16 / f32"], rows)
 
 

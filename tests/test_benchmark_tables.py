@@ -18,11 +18,13 @@ def test_precision_rows_come_from_the_json(tmp_path):
             "char_lstm": {"step_ms": {"float32": 1897.2, "bfloat16": 3086.4},
                           "ratio_bf16_over_f32": 1.6268}}
   (tmp_path / "precision_cpu.json").write_text(json.dumps(
-      {"models": models, "matmul_gflop_s": {"float32": 150.0, "bfloat16": 200.0}}))
+      {"models": models, "matmul_gflop_s": {"float32": 150.0, "bfloat16": 120.0,
+                                            "bfloat16_float32_sums": 300.0}}))
   assert tables.precision(tmp_path).splitlines()[2:] == [
       "| mnist_mlp | 3.9 | 5.4 | 1.40 |",
       "| char_lstm 2x512 | 1897 | 3086 | 1.63 |",
-      "| matmul 2048² (GFLOP/s) | 150 | 200 | (1.33x faster) |"]
+      "| matmul 2048², bf16 result (GFLOP/s) | 150 | 120 | (1.25x slower) |",
+      "| matmul 2048², bf16 operands, f32 sums (GFLOP/s) | 150 | 300 | (2.00x faster) |"]
 
 
 def test_check_names_a_stale_block(tmp_path):

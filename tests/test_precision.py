@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from playbook import models
-from playbook.models import efficientnet_lite, precision, vgg
+from playbook.models import efficientnet_lite, precision, scratch, scratch_cnn, vgg
 from playbook.models.lstm import zero_carry
 from playbook.stylize.losses import StyleObjective, gram_matrix
 from playbook.tasks import ConfigError
@@ -100,12 +100,69 @@ def test_stylize_validates_precision():
     stylize.validate(config)
 
 
-@pytest.mark.parametrize("name", ["scratch_mlp", "scratch_cnn"])
-def test_hand_derived_networks_refuse_bfloat16(name):
-  cfg = ml_collections.ConfigDict(dict(name=name, hidden=(8,), widths=(4,), activation="relu",
-                                       init="he"))
-  with pytest.raises(ValueError, match="float32 only"):
-    models.build(cfg, 10, dtype=jnp.bfloat16)
+def test_a_bfloat16_matmul_and_its_gradient_sum_in_float32():
+  """``precision.matmul``: bfloat16 operands in the product and in both gradient matmuls, float32
+  sums and result; the gradients in their inputs' dtypes and close to float32's."""
+  x = jax.random.normal(jax.random.PRNGKey(4), (2, 8, 64))
+  w = jax.random.normal(jax.random.PRNGKey(5), (64, 32))
+  y = precision.matmul(x, w, BF16)
+  assert y.dtype == F32
+  np.testing.assert_array_equal(y, precision.dot(x, w, BF16))
+  np.testing.assert_array_equal(precision.matmul(x, w, F32), x @ w)  # Untouched in float32.
+  loss = lambda dtype: lambda x, w: jnp.sum(jnp.sin(precision.matmul(x, w, dtype)))
+  ops = heavy_ops(jax.grad(loss(BF16), argnums=(0, 1)), x, w)
+  assert len(ops) == 3 and all_in(ops, BF16)  # Forward, dx, dw: all with bfloat16 operands.
+  for low, full in zip(jax.grad(loss(BF16), argnums=(0, 1))(x, w),
+                       jax.grad(loss(F32), argnums=(0, 1))(x, w)):
+    assert low.dtype == F32
+    assert_close(low, full, rtol=5e-2)
+
+
+SCRATCH = {"scratch_mlp": dict(name="scratch_mlp", hidden=(64, 32), activation="tanh", init="he"),
+           "scratch_cnn": dict(name="scratch_cnn", widths=(4, 8), hidden=(16,), init="he")}
+
+
+def _cosine(a, b) -> float:
+  a, b = np.ravel(a), np.ravel(b)
+  return float(np.vdot(a, b) / (np.linalg.norm(a) * np.linalg.norm(b)))
+
+
+def _flat(tree) -> np.ndarray:
+  return np.concatenate([np.ravel(leaf) for leaf in jax.tree.leaves(tree)])
+
+
+@pytest.mark.parametrize("name", list(SCRATCH))
+def test_hand_derived_networks_compute_in_bfloat16_with_float32_gradients(name):
+  """Every matmul of the hand-derived forward and backward passes takes bfloat16 operands; the
+  kept activations are bfloat16, the logits and gradients float32; and the gradients agree with
+  autodiff of the same bfloat16 forward pass, and with the float32 network's gradients as far as
+  bfloat16's rounding of the activations allows (a max-pool's winner can change with it)."""
+  module = scratch if name == "scratch_mlp" else scratch_cnn
+  full, low = (models.build(ml_collections.ConfigDict(SCRATCH[name]), 10, dtype=d)
+               for d in (F32, BF16))
+  images = jax.random.uniform(jax.random.PRNGKey(3), (8, 28, 28, 1))
+  labels = jnp.arange(8) % 10
+  params = full.init_params(jax.random.PRNGKey(0), images.shape[1:])
+  x = images if name == "scratch_cnn" else images.reshape(8, -1)
+  kw = {} if name == "scratch_cnn" else {"activation": "tanh"}
+  logits, kept = module.forward(params, x, dtype=BF16, **kw)
+  assert logits.dtype == F32
+  weights = {id(layer["w"]) for layer in params}  # The caches hold them; the rest is activations.
+  activations = [a for a in jax.tree.leaves(kept)
+                 if jnp.issubdtype(a.dtype, jnp.floating) and id(a) not in weights]
+  assert activations and all(a.dtype == BF16 for a in activations)
+  ops = heavy_ops(lambda p: low.loss_and_grads(p, images, labels, l2=1e-3)[2], params)
+  assert all_in(ops, BF16) and len(ops) >= 3 * len(params) - 1  # Forward, dw and dx matmuls.
+  step = lambda net: jax.jit(lambda p: net.loss_and_grads(p, images, labels, l2=1e-3)[2])
+  low_grads, full_grads = step(low)(params), step(full)(params)
+  assert_float32_tree(low_grads)
+  autodiff = jax.jit(jax.grad(lambda p: module.objective(p, x, labels, l2=1e-3, dtype=BF16,
+                                                          **kw)))(params)
+  for hand, auto, full_g in zip(*map(jax.tree.leaves, (low_grads, autodiff, full_grads))):
+    assert _cosine(hand, auto) > 0.999 and _cosine(hand, full_g) > 0.99
+  relative = lambda a, b: np.linalg.norm(_flat(a) - _flat(b)) / np.linalg.norm(_flat(b))
+  assert relative(low_grads, autodiff) < 1e-2
+  assert 0 < relative(low_grads, full_grads) < 0.1  # Not zero: it did compute in bfloat16.
 
 
 # ---- classifiers -------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ import pytest
 
 from conftest import ROOT
 from playbook.models.dropout import Dropout
-from playbook.run import rundir
+from playbook.run import plots, rundir
 from playbook.tasks import classify
 from playbook.train import loop, sweep
 
@@ -61,6 +61,12 @@ def test_a_variant_is_what_its_own_run_gives(swept, tmp_path):
   variant = results["variants"][2]
   assert variant["test_accuracy"]["per_seed"][0] == pytest.approx(
       alone["test_accuracy"]["mean"], abs=2e-4)  # Two images in 10,000, for rounding.
+
+
+def test_the_sweep_plot_names_its_metrics_in_words():
+  assert plots.prose("test_accuracy") == "test accuracy"
+  assert plots.prose("val_accuracy") == "validation accuracy"
+  assert plots.prose("best_val_nats_per_char") == "best validation nats/char"
 
 
 def test_sweep_hyperparameters_are_laid_out_variant_major():

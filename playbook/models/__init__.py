@@ -43,24 +43,16 @@ def _char_lstm(cfg, num_classes: int, dtype):
                   dropout=cfg.dropout, unroll=cfg.unroll, dtype=dtype)
 
 
-def _float32_only(name: str, dtype) -> None:
-  """The hand-derived networks compute in float32 (their gradients are written for it)."""
-  if jnp.dtype(dtype) != jnp.float32:
-    raise ValueError(f"{name} computes in float32 only, got dtype {jnp.dtype(dtype).name}.")
-
-
 def _scratch_mlp(cfg, num_classes: int, dtype):
   from playbook.models.scratch import ScratchMLP
-  _float32_only("scratch_mlp", dtype)
   return ScratchMLP(hidden=tuple(cfg.hidden), num_classes=num_classes,
-                    activation=cfg.activation, init=cfg.init)
+                    activation=cfg.activation, init=cfg.init, dtype=dtype)
 
 
 def _scratch_cnn(cfg, num_classes: int, dtype):
   from playbook.models.scratch_cnn import ScratchCNN
-  _float32_only("scratch_cnn", dtype)
   return ScratchCNN(widths=tuple(cfg.widths), hidden=tuple(cfg.hidden), num_classes=num_classes,
-                    init=cfg.init)
+                    init=cfg.init, dtype=dtype)
 
 
 REGISTRY: dict[str, Callable] = {

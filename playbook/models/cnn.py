@@ -40,6 +40,7 @@ class SeedCNN(nn.Module):
       x = max_pool_2x2(x, fast=self.fast_conv)
       x = Dropout(self.conv_dropout, deterministic=not train)(x)
     x = x.reshape(x.shape[0], -1)
-    x = nn.relu(nn.Dense(self.hidden, dtype=dtype)(x))
+    x = nn.relu(nn.Dense(self.hidden, dtype=dtype, dot_general=precision.dot_general(dtype))(x))
     x = Dropout(self.dropout, deterministic=not train)(x)
-    return precision.to_float32(nn.Dense(self.num_classes, dtype=dtype)(x), dtype)
+    return precision.to_float32(
+        nn.Dense(self.num_classes, dtype=dtype, dot_general=precision.dot_general(dtype))(x), dtype)

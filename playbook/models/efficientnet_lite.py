@@ -205,4 +205,6 @@ class EfficientNetLite(nn.Module):
     if not self.include_top:
       return precision.to_float32(x, dtype)
     x = nn.Dropout(VARIANTS[self.variant][3], deterministic=not train)(x)
-    return precision.to_float32(nn.Dense(self.num_classes, dtype=dtype, name="fc")(x), dtype)
+    fc = nn.Dense(self.num_classes, dtype=dtype, dot_general=precision.dot_general(dtype),
+                  name="fc")
+    return precision.to_float32(fc(x), dtype)

@@ -56,9 +56,15 @@ def patches(x: jax.Array, kernel_size: int, pads: tuple[int, int]) -> jax.Array:
                           for j in range(kernel_size)], axis=-1)
 
 
+def _matmul(a: jax.Array, b: jax.Array) -> jax.Array:
+  """``a @ b`` in the operands' dtype; bfloat16 ones summed in float32 (``precision.dot``: the
+  form the CPU runs natively on bfloat16 hardware) and rounded back."""
+  return precision.dot(a, b, a.dtype).astype(a.dtype)
+
+
 def _matmul_conv(x_patches: jax.Array, kernel: jax.Array) -> jax.Array:
   n, h, w, kkc = x_patches.shape
-  out = x_patches.reshape(-1, kkc) @ kernel.reshape(kkc, kernel.shape[-1])
+  out = _matmul(x_patches.reshape(-1, kkc), kernel.reshape(kkc, kernel.shape[-1]))
   return out.reshape(n, h, w, kernel.shape[-1])
 
 
@@ -88,7 +94,7 @@ def _conv2d_bwd(padding, residuals, g):
   lo, hi = _pad_amounts(k, padding)
   rotated = kernel[::-1, ::-1].transpose(0, 1, 3, 2)  # (k, k, C_out, C_in)
   dx = _matmul_conv(patches(g, k, (k - 1 - lo, k - 1 - hi)), rotated)
-  dw = x_patches.reshape(-1, k * k * c_in).T @ g.reshape(-1, c_out)
+  dw = _matmul(x_patches.reshape(-1, k * k * c_in).T, g.reshape(-1, c_out))
   return dx.astype(x_patches.dtype), dw.reshape(kernel.shape).astype(kernel.dtype)
 
 

@@ -35,7 +35,7 @@ Carry = tuple[jax.Array, jax.Array]
 def lstm_cell(w_h: jax.Array, carry: tuple[jax.Array, jax.Array], x_proj: jax.Array):
   """One step of one layer. ``x_proj`` = x_t W_x + b, precomputed; returns ((h, c), h)."""
   h, c = carry
-  gates = x_proj + h @ w_h
+  gates = x_proj + precision.matmul(h, w_h, h.dtype)  # float32 gates in either precision.
   i, f, g, o = jnp.split(gates, 4, axis=-1)
   # Each state keeps its dtype: in mixed precision h (and the gates) in the compute dtype, the
   # cell state c, a running sum over the whole sequence, in float32 (no-op casts otherwise).
@@ -87,7 +87,7 @@ class CharLSTM(nn.Module):
       b = self.param(f"b_{layer}", _forget_bias_one, (4 * self.hidden,))
       w_x, w_h, b = (precision.cast(w, dtype) for w in (w_x, w_h, b))
       # Hoisted out of the scan: every time step's input projection in one op.
-      x_proj = (jnp.take(w_x, x, axis=0) if layer == 0 else x @ w_x) + b
+      x_proj = (jnp.take(w_x, x, axis=0) if layer == 0 else precision.matmul(x, w_x, dtype)) + b
       # index_in_dim (a slice), not h0[layer]: with a symbolic batch size jnp indexing becomes a
       # dynamic gather, which TFLite cannot hold. The same numbers.
       h, c = (jax.lax.index_in_dim(s, layer, keepdims=False) for s in (h0, c0))
@@ -95,7 +95,8 @@ class CharLSTM(nn.Module):
       new_h.append(precision.to_float32(h, dtype))
       new_c.append(c)
       x = Dropout(self.dropout, deterministic=not train)(x)  # Between layers, before fc.
-    logits = precision.to_float32(nn.Dense(self.vocab_size, dtype=dtype, name="fc")(x), dtype)
+    fc = nn.Dense(self.vocab_size, dtype=dtype, dot_general=precision.dot_general(dtype), name="fc")
+    logits = precision.to_float32(fc(x), dtype)
     return logits.transpose(1, 0, 2), (jnp.stack(new_h), jnp.stack(new_c))
 
   def step(self, token: jax.Array, carry: Carry) -> tuple[jax.Array, Carry]:

@@ -21,7 +21,8 @@ class MLP(nn.Module):
   def __call__(self, x: jnp.ndarray, *, train: bool) -> jnp.ndarray:
     dtype = precision.narrowed(self.dtype)
     x = x.reshape(x.shape[0], -1)
+    dense = lambda width: nn.Dense(width, dtype=dtype, dot_general=precision.dot_general(dtype))
     for width in self.hidden:
-      x = nn.relu(nn.Dense(width, dtype=dtype)(x))
+      x = nn.relu(dense(width)(x))
       x = Dropout(self.dropout, deterministic=not train)(x)
-    return precision.to_float32(nn.Dense(self.num_classes, dtype=dtype)(x), dtype)
+    return precision.to_float32(dense(self.num_classes)(x), dtype)

@@ -14,8 +14,10 @@ parameters (float32 in training; float64 under the exports' float64 reference,
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
+import jax
 import jax.numpy as jnp
 
 PRECISIONS = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
@@ -47,3 +49,69 @@ def to_float32(x, dtype: Any):
   """A model's output (logits, features) back in float32 when it was computed narrower;
   unchanged on the full-precision path (float64 stays float64)."""
   return x if narrowed(dtype) is None else x.astype(jnp.float32)
+
+
+# --- Matmuls: narrow operands, float32 sums ------------------------------------------------------
+# A bfloat16 matmul whose products are summed, and returned, in float32 is what accelerators'
+# matrix units do, and it is also the form XLA's CPU backend runs natively on bfloat16 hardware
+# (avx512_bf16: about twice the float32 rate), where a matmul with a bfloat16 result is converted
+# to float32 and back (slower than float32). ``matmul`` keeps every matmul of a training step in
+# that form: the forward, and the two of its gradient, whose incoming gradient it rounds to
+# bfloat16 as the forward rounds its operands.
+
+
+def dot(x: jax.Array, y: jax.Array, dtype: Any) -> jax.Array:
+  """``x @ y`` computed in ``dtype``: in bfloat16 both operands are rounded to it and the products
+  summed in float32, which comes back (only the inputs lose precision, never the sum of a long
+  row); on the full-precision path ``x @ y`` itself (float64 stays float64). Its gradient is
+  autodiff's; ``matmul`` is the same product with a gradient in the same form."""
+  narrow = narrowed(dtype)
+  if narrow is None:
+    return x @ y
+  return jnp.matmul(x.astype(narrow), y.astype(narrow), preferred_element_type=jnp.float32)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def _narrow_matmul(x: jax.Array, w: jax.Array, dtype) -> jax.Array:
+  return dot(x, w, dtype)
+
+
+def _narrow_matmul_fwd(x, w, dtype):
+  x_narrow, w_narrow = x.astype(dtype), w.astype(dtype)
+  y = dot(x_narrow, w_narrow, dtype)
+  # The narrow operands are what the gradient needs (half the memory of float32 ones); the
+  # zero-size arrays only carry the inputs' dtypes, which the gradients must have.
+  return y, (x_narrow, w_narrow, jnp.zeros((0,), x.dtype), jnp.zeros((0,), w.dtype))
+
+
+def _narrow_matmul_bwd(dtype, residuals, g):
+  x_narrow, w_narrow, x_like, w_like = residuals
+  dx = dot(g, w_narrow.T, dtype)
+  dw = dot(x_narrow.reshape(-1, x_narrow.shape[-1]).T, g.reshape(-1, g.shape[-1]), dtype)
+  return dx.astype(x_like.dtype), dw.astype(w_like.dtype)
+
+
+_narrow_matmul.defvjp(_narrow_matmul_fwd, _narrow_matmul_bwd)
+
+
+def matmul(x: jax.Array, w: jax.Array, dtype: Any) -> jax.Array:
+  """``x @ w`` (x (..., k), w (k, n)) in the compute ``dtype``: in bfloat16 the operands, and in
+  the gradient the incoming gradient, are rounded to it and every sum is float32, as is the
+  result; on the full-precision path ``x @ w`` itself."""
+  narrow = narrowed(dtype)
+  return x @ w if narrow is None else _narrow_matmul(x, w, narrow)
+
+
+def dot_general(dtype: Any):
+  """For flax's ``nn.Dense(..., dot_general=...)``: its contraction (the input's last axis with
+  the kernel's first) through ``matmul``; None (flax's own) on the full-precision path."""
+  narrow = narrowed(dtype)
+  if narrow is None:
+    return None
+
+  def dense_dot(x, w, dimension_numbers, precision=None, preferred_element_type=None):
+    (contract_x, contract_w), (batch_x, batch_w) = dimension_numbers
+    if (tuple(contract_x), tuple(contract_w), batch_x, batch_w) != ((x.ndim - 1,), (0,), (), ()):
+      raise ValueError(f"precision.dot_general serves nn.Dense only, got {dimension_numbers}.")
+    return _narrow_matmul(x, w, narrow)
+  return dense_dot

@@ -100,7 +100,7 @@ class FastResNet(nn.Module):
       x = ConvGroup(width, self.bn_momentum, self.fast_conv, dtype)(x, train=train)
     x = jnp.max(x, axis=(1, 2))
     head = nn.Dense(self.num_classes, use_bias=False, kernel_init=torch_default_init,
-                    dtype=dtype, name="head")
+                    dtype=dtype, dot_general=precision.dot_general(dtype), name="head")
     return precision.to_float32(head(x), dtype) * self.logit_scale
 
   @nn.compact

@@ -20,10 +20,14 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import optax
+
+from playbook.models import precision
+from playbook.models.precision import dot  # x @ y, in bfloat16: rounded operands, float32 sums.
 
 Params = list[dict[str, jax.Array]]  # One {"w", "b"} per layer, input side first.
 
@@ -83,13 +87,17 @@ def init_params(rng: jax.Array, sizes: tuple[int, ...], init: str = "he") -> Par
 # --- Forward pass ---------------------------------------------------------------------------------
 
 
-def forward(params: Params, x: jax.Array, activation: str) -> tuple[jax.Array, list[jax.Array]]:
-  """The logits (B, K), and a = [a_0, ..., a_{L-1}]: every layer's input, kept for backward."""
+def forward(params: Params, x: jax.Array, activation: str,
+            dtype=jnp.float32) -> tuple[jax.Array, list[jax.Array]]:
+  """The logits (B, K), and a = [a_0, ..., a_{L-1}]: every layer's input, kept for backward.
+
+  In bfloat16 (``dtype``) the kept activations are bfloat16, half the memory, and every matmul
+  takes bfloat16 operands; the pre-activations and the logits are float32 (``precision.dot``)."""
   f, _ = ACTIVATIONS[activation]
-  a = [x]
+  a = [precision.cast(x, dtype)]
   for layer in params[:-1]:
-    a.append(f(a[-1] @ layer["w"] + layer["b"]))
-  logits = a[-1] @ params[-1]["w"] + params[-1]["b"]
+    a.append(precision.cast(f(dot(a[-1], layer["w"], dtype) + layer["b"]), dtype))
+  logits = dot(a[-1], params[-1]["w"], dtype) + params[-1]["b"]
   return logits, a
 
 
@@ -119,9 +127,9 @@ def l2_penalty(params: Params, l2: float) -> jax.Array:
 
 
 def objective(params: Params, x: jax.Array, labels: jax.Array, *, activation: str,
-              l2: float) -> jax.Array:
+              l2: float, dtype=jnp.float32) -> jax.Array:
   """J = cross-entropy + L2 penalty: the function ``backward`` differentiates."""
-  logits, _ = forward(params, x, activation)
+  logits, _ = forward(params, x, activation, dtype)
   return softmax_cross_entropy(logits, labels)[0] + l2_penalty(params, l2)
 
 
@@ -129,11 +137,13 @@ def objective(params: Params, x: jax.Array, labels: jax.Array, *, activation: st
 
 
 def backward(params: Params, a: list[jax.Array], probs: jax.Array, labels: jax.Array, *,
-             activation: str, l2: float) -> Params:
+             activation: str, l2: float, dtype=jnp.float32) -> Params:
   """dJ/dw and dJ/db of every layer, from the forward pass's ``a`` and ``probs``.
 
   Runs from the loss back to the inputs: delta starts as dJ/dlogits and each layer turns it into
-  its own gradients and the previous layer's delta.
+  its own gradients and the previous layer's delta. In bfloat16 (``dtype``) the matmuls take
+  bfloat16 operands and sum in float32 (``precision.dot``), so delta and every gradient stay
+  float32: they update float32 parameters, and a weight gradient is a sum over the whole batch.
   """
   _, f_derivative = ACTIVATIONS[activation]
   batch, num_classes = probs.shape
@@ -141,19 +151,19 @@ def backward(params: Params, a: list[jax.Array], probs: jax.Array, labels: jax.A
   grads = [None] * len(params)
   for l in range(len(params), 0, -1):  # l = L, ..., 1.
     w = params[l - 1]["w"]
-    grads[l - 1] = {"w": a[l - 1].T @ delta + l2 * w,  # (n_{l-1}, B) @ (B, n_l).
-                    "b": jnp.sum(delta, axis=0)}       # (n_l,).
+    grads[l - 1] = {"w": dot(a[l - 1].T, delta, dtype) + l2 * w,  # (n_{l-1}, B) @ (B, n_l).
+                    "b": jnp.sum(delta, axis=0)}                  # (n_l,).
     if l > 1:  # dJ/dz_{l-1}: back through w_l, then through f at a_{l-1} = f(z_{l-1}).
-      delta = (delta @ w.T) * f_derivative(a[l - 1])   # (B, n_{l-1}).
+      delta = dot(delta, w.T, dtype) * f_derivative(a[l - 1])     # (B, n_{l-1}).
   return grads
 
 
 def loss_and_grads(params: Params, x: jax.Array, labels: jax.Array, *, activation: str,
-                   l2: float) -> tuple[jax.Array, dict[str, jax.Array], Params]:
+                   l2: float, dtype=jnp.float32) -> tuple[jax.Array, dict[str, jax.Array], Params]:
   """J, batch metrics ({'xent', 'accuracy'}) and the hand-derived gradients, in one pass."""
-  logits, a = forward(params, x, activation)
+  logits, a = forward(params, x, activation, dtype)
   xent, probs = softmax_cross_entropy(logits, labels)
-  grads = backward(params, a, probs, labels, activation=activation, l2=l2)
+  grads = backward(params, a, probs, labels, activation=activation, l2=l2, dtype=dtype)
   accuracy = jnp.mean((jnp.argmax(logits, axis=-1) == labels).astype(logits.dtype))
   return xent + l2_penalty(params, l2), {"xent": xent, "accuracy": accuracy}, grads
 
@@ -225,13 +235,14 @@ class ScratchMLP:
   num_classes: int
   activation: str = "relu"
   init: str = "he"
+  dtype: Any = jnp.float32  # The compute dtype; the parameters are float32 either way.
 
   def init_params(self, rng: jax.Array, input_shape: tuple[int, ...]) -> Params:
     return init_params(rng, (math.prod(input_shape), *self.hidden, self.num_classes), self.init)
 
   def logits(self, params: Params, x: jax.Array) -> jax.Array:
-    return forward(params, x.reshape(len(x), -1), self.activation)[0]
+    return forward(params, x.reshape(len(x), -1), self.activation, self.dtype)[0]
 
   def loss_and_grads(self, params: Params, x: jax.Array, labels: jax.Array, *, l2: float):
     return loss_and_grads(params, x.reshape(len(x), -1), labels, activation=self.activation,
-                          l2=l2)
+                          l2=l2, dtype=self.dtype)

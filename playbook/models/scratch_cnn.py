@@ -22,11 +22,14 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 from jax import lax
 
+from playbook.models import precision
+from playbook.models.precision import dot
 from playbook.models.scratch import (INIT_VARIANCE, l2_penalty, one_hot, relu, relu_derivative,
                                      softmax_cross_entropy)
 
@@ -109,21 +112,23 @@ def col2im(dcols: jax.Array, padded_shape: tuple[int, ...], kh: int, kw: int,
 
 
 def conv2d_forward(x: jax.Array, w: jax.Array, b: jax.Array, *, stride: int = 1,
-                   padding: str = "SAME") -> tuple[jax.Array, ConvCache]:
+                   padding: str = "SAME", dtype=jnp.float32) -> tuple[jax.Array, ConvCache]:
   """y[n, p, q, o] = sum_{i, j, c} xp[n, s*p + i, s*q + j, c] w[i, j, c, o] + b[o]: a
-  correlation of the zero-padded input xp with the kernel, as one matmul over im2col rows."""
+  correlation of the zero-padded input xp with the kernel, as one matmul over im2col rows
+  (``precision.dot``: bfloat16 operands summed in float32 when ``dtype`` is bfloat16)."""
   batch, height, width, channels = x.shape
   kh, kw, _, out_channels = w.shape
   ho, top, bottom = conv_geometry(height, kh, stride, padding)
   wo, left, right = conv_geometry(width, kw, stride, padding)
   xp = jnp.pad(x, ((0, 0), (top, bottom), (left, right), (0, 0)))
   cols = im2col(xp, kh, kw, ho, wo, stride).reshape(batch * ho * wo, kh * kw * channels)
-  y = cols @ w.reshape(kh * kw * channels, out_channels) + b
+  y = dot(cols, w.reshape(kh * kw * channels, out_channels), dtype) + b
   return (y.reshape(batch, ho, wo, out_channels),
           ConvCache(cols, w, x.shape, stride, ((top, bottom), (left, right))))
 
 
-def conv2d_backward(dy: jax.Array, cache: ConvCache) -> tuple[jax.Array, jax.Array, jax.Array]:
+def conv2d_backward(dy: jax.Array, cache: ConvCache,
+                    dtype=jnp.float32) -> tuple[jax.Array, jax.Array, jax.Array]:
   """(dJ/dx, dJ/dw, dJ/db) from dJ/dy.
 
   dw = cols^T dy (the correlation of the input with dy), db = dy summed over batch and positions,
@@ -136,9 +141,9 @@ def conv2d_backward(dy: jax.Array, cache: ConvCache) -> tuple[jax.Array, jax.Arr
   (top, bottom), (left, right) = cache.pads
   dy_rows = dy.reshape(batch * ho * wo, out_channels)
   w_mat = cache.w.reshape(kh * kw * channels, out_channels)
-  dw = (cache.cols.T @ dy_rows).reshape(cache.w.shape)
+  dw = dot(cache.cols.T, dy_rows, dtype).reshape(cache.w.shape)
   db = jnp.sum(dy_rows, axis=0)
-  dcols = (dy_rows @ w_mat.T).reshape(batch, ho, wo, kh * kw * channels)
+  dcols = dot(dy_rows, w_mat.T, dtype).reshape(batch, ho, wo, kh * kw * channels)
   padded = (batch, height + top + bottom, width + left + right, channels)
   dxp = col2im(dcols, padded, kh, kw, cache.stride)
   return dxp[:, top:top + height, left:left + width, :], dw, db
@@ -211,15 +216,17 @@ def max_pool_backward(dy: jax.Array, cache: PoolCache) -> jax.Array:
 # --- Dense ----------------------------------------------------------------------------------------
 
 
-def dense_forward(x: jax.Array, w: jax.Array, b: jax.Array) -> tuple[jax.Array, tuple]:
+def dense_forward(x: jax.Array, w: jax.Array, b: jax.Array,
+                  dtype=jnp.float32) -> tuple[jax.Array, tuple]:
   """z = x w + b, x (B, n_in); the cache is (x, w)."""
-  return x @ w + b, (x, w)
+  return dot(x, w, dtype) + b, (x, w)
 
 
-def dense_backward(dz: jax.Array, cache: tuple) -> tuple[jax.Array, jax.Array, jax.Array]:
+def dense_backward(dz: jax.Array, cache: tuple,
+                   dtype=jnp.float32) -> tuple[jax.Array, jax.Array, jax.Array]:
   """(dJ/dx, dJ/dw, dJ/db) = (dz w^T, x^T dz, 1^T dz), as in ``docs/backprop.md``."""
   x, w = cache
-  return dz @ w.T, x.T @ dz, jnp.sum(dz, axis=0)
+  return dot(dz, w.T, dtype), dot(x.T, dz, dtype), jnp.sum(dz, axis=0)
 
 
 # --- The network ----------------------------------------------------------------------------------
@@ -266,35 +273,42 @@ def init_params(rng: jax.Array, input_shape: tuple[int, int, int] = (28, 28, 1),
   return params
 
 
-def forward(params: Params, x: jax.Array) -> tuple[jax.Array, list[dict]]:
-  """The logits (B, K) of x (B, H, W, C), and one cache per layer for ``backward``."""
-  caches, h = [], x
+def forward(params: Params, x: jax.Array, dtype=jnp.float32) -> tuple[jax.Array, list[dict]]:
+  """The logits (B, K) of x (B, H, W, C), and one cache per layer for ``backward``.
+
+  In bfloat16 (``dtype``) every activation, and so every cache, is bfloat16 and every matmul
+  takes bfloat16 operands; pre-activations and logits are float32 (``precision.dot``)."""
+  narrow = lambda a: precision.cast(a, dtype)
+  caches, h = [], narrow(x)
   dense = [l for l, layer in enumerate(params) if layer["w"].ndim == 2]
   for l, layer in enumerate(params):
     if layer["w"].ndim == 4:
       z, conv = conv2d_forward(h, layer["w"], layer["b"], stride=CONV_STRIDE,
-                               padding=CONV_PADDING)
-      a, act = relu_forward(z)
+                               padding=CONV_PADDING, dtype=dtype)
+      a, act = relu_forward(narrow(z))
       h, pool = max_pool_forward(a, padding=POOL_PADDING)
       caches.append({"conv": conv, "relu": act, "pool": pool})
     else:
-      z, cache = dense_forward(h.reshape(len(h), -1), layer["w"], layer["b"])
+      z, cache = dense_forward(h.reshape(len(h), -1), layer["w"], layer["b"], dtype)
       if l == dense[-1]:
         caches.append({"dense": cache})
         return z, caches
-      h, act = relu_forward(z)
+      h, act = relu_forward(narrow(z))
       caches.append({"dense": cache, "relu": act})
   raise ValueError("The parameters end with a convolution; the last layer must be dense.")
 
 
-def objective(params: Params, x: jax.Array, labels: jax.Array, *, l2: float) -> jax.Array:
+def objective(params: Params, x: jax.Array, labels: jax.Array, *, l2: float,
+              dtype=jnp.float32) -> jax.Array:
   """J = cross-entropy + (l2 / 2) sum ||w||^2: the function ``backward`` differentiates."""
-  return softmax_cross_entropy(forward(params, x)[0], labels)[0] + l2_penalty(params, l2)
+  return (softmax_cross_entropy(forward(params, x, dtype)[0], labels)[0]
+          + l2_penalty(params, l2))
 
 
 def backward(params: Params, caches: list[dict], probs: jax.Array, labels: jax.Array, *,
-             l2: float) -> Params:
-  """dJ/dw and dJ/db of every layer, from the caches of ``forward`` and the softmax ``probs``."""
+             l2: float, dtype=jnp.float32) -> Params:
+  """dJ/dw and dJ/db of every layer, from the caches of ``forward`` and the softmax ``probs``.
+  The gradients flowing back are float32 in either precision (``scratch.backward``)."""
   batch, num_classes = probs.shape
   grad = (probs - one_hot(labels, num_classes, probs.dtype)) / batch  # dJ/dlogits, (B, K).
   grads = [None] * len(params)
@@ -303,23 +317,23 @@ def backward(params: Params, caches: list[dict], probs: jax.Array, labels: jax.A
     if "relu" in cache and "dense" in cache:  # A hidden dense layer: back through its ReLU.
       grad = relu_backward(grad, cache["relu"])
     if "dense" in cache:
-      grad, dw, db = dense_backward(grad, cache["dense"])
+      grad, dw, db = dense_backward(grad, cache["dense"], dtype)
       if l > 0 and "pool" in caches[l - 1]:  # Un-flatten to the last pool's (B, Ho, Wo, C).
         grad = grad.reshape(caches[l - 1]["pool"].argmax.shape)
     else:
       grad = max_pool_backward(grad, cache["pool"])
       grad = relu_backward(grad, cache["relu"])
-      grad, dw, db = conv2d_backward(grad, cache["conv"])  # dx of layer 0 is unused (pixels).
+      grad, dw, db = conv2d_backward(grad, cache["conv"], dtype)  # Layer 0's dx is unused.
     grads[l] = {"w": dw + l2 * w, "b": db}
   return grads
 
 
-def loss_and_grads(params: Params, x: jax.Array, labels: jax.Array, *,
-                   l2: float) -> tuple[jax.Array, dict[str, jax.Array], Params]:
+def loss_and_grads(params: Params, x: jax.Array, labels: jax.Array, *, l2: float,
+                   dtype=jnp.float32) -> tuple[jax.Array, dict[str, jax.Array], Params]:
   """J, batch metrics ({'xent', 'accuracy'}) and the hand-derived gradients, in one pass."""
-  logits, caches = forward(params, x)
+  logits, caches = forward(params, x, dtype)
   xent, probs = softmax_cross_entropy(logits, labels)
-  grads = backward(params, caches, probs, labels, l2=l2)
+  grads = backward(params, caches, probs, labels, l2=l2, dtype=dtype)
   accuracy = jnp.mean((jnp.argmax(logits, axis=-1) == labels).astype(logits.dtype))
   return xent + l2_penalty(params, l2), {"xent": xent, "accuracy": accuracy}, grads
 
@@ -335,13 +349,14 @@ class ScratchCNN:
   hidden: tuple[int, ...] = ()
   num_classes: int = 10
   init: str = "he"
+  dtype: Any = jnp.float32  # The compute dtype; the parameters are float32 either way.
 
   def init_params(self, rng: jax.Array, input_shape: tuple[int, int, int]) -> Params:
     return init_params(rng, input_shape, widths=self.widths, num_classes=self.num_classes,
                        init=self.init, hidden=self.hidden)
 
   def logits(self, params: Params, x: jax.Array) -> jax.Array:
-    return forward(params, x)[0]
+    return forward(params, x, self.dtype)[0]
 
   def loss_and_grads(self, params: Params, x: jax.Array, labels: jax.Array, *, l2: float):
-    return loss_and_grads(params, x, labels, l2=l2)
+    return loss_and_grads(params, x, labels, l2=l2, dtype=self.dtype)

@@ -107,13 +107,14 @@ class VGG(nn.Module):
     if self.include_top:
       x = x.reshape(x.shape[0], -1)  # Row-major NHWC flatten, as Keras's Flatten.
       dtype = precision.narrowed(self.dtype)
-      x = nn.relu(nn.Dense(4096, dtype=dtype, name="fc1")(x))
+      dot = precision.dot_general(dtype)
+      x = nn.relu(nn.Dense(4096, dtype=dtype, dot_general=dot, name="fc1")(x))
       if keep("fc1", x):
         return found
-      x = nn.relu(nn.Dense(4096, dtype=dtype, name="fc2")(x))
+      x = nn.relu(nn.Dense(4096, dtype=dtype, dot_general=dot, name="fc2")(x))
       if keep("fc2", x):
         return found
-      x = nn.Dense(self.num_classes, dtype=dtype, name="predictions")(x)
+      x = nn.Dense(self.num_classes, dtype=dtype, dot_general=dot, name="predictions")(x)
       if keep("predictions", x):
         return found
     elif self.pooling == "avg":

@@ -29,7 +29,6 @@ def base_config(*, study: str, data: str) -> ml_collections.ConfigDict:
   one is refused, not ignored), plus its own: activation, init, L2 and the SGD schedule."""
   config = classify.base_config(study=study, data=data)
   config.task = "scratch"
-  del config.precision  # The hand-derived networks compute in float32.
   del config.model.dropout
   for key in ("weight_decay", "label_smoothing", "clip_norm", "lr_scaling", "base_batch_size"):
     del config.optim[key]
@@ -52,7 +51,7 @@ def base_config(*, study: str, data: str) -> ml_collections.ConfigDict:
 def make_learner(config: ml_collections.ConfigDict, num_classes: int, train_x: np.ndarray,
                  steps_per_epoch: int) -> classify.Learner:
   """The scratch network ``config.model`` names, its hand gradients and hand SGD."""
-  net = models.build(config.model, num_classes)
+  net = models.build(config.model, num_classes, dtype=models.precision.compute_dtype(config))
   preprocess = classify.make_preprocess(config.data)
   input_shape = tuple(train_x.shape[1:])
   schedule = functools.partial(
