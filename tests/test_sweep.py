@@ -17,7 +17,8 @@ import pytest
 
 from conftest import ROOT
 from playbook.models.dropout import Dropout
-from playbook.run import plots, rundir
+from playbook.run import rundir
+from playbook.run.results import metric_words
 from playbook.tasks import classify
 from playbook.train import loop, sweep
 
@@ -64,9 +65,9 @@ def test_a_variant_is_what_its_own_run_gives(swept, tmp_path):
 
 
 def test_the_sweep_plot_names_its_metrics_in_words():
-  assert plots.prose("test_accuracy") == "test accuracy"
-  assert plots.prose("val_accuracy") == "validation accuracy"
-  assert plots.prose("best_val_nats_per_char") == "best validation nats/char"
+  assert metric_words("test_accuracy") == "test accuracy"
+  assert metric_words("val_accuracy") == "validation accuracy"
+  assert metric_words("best_val_nats_per_char") == "best validation nats/char"
 
 
 def test_sweep_hyperparameters_are_laid_out_variant_major():

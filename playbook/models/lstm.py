@@ -37,8 +37,8 @@ def lstm_cell(w_h: jax.Array, carry: tuple[jax.Array, jax.Array], x_proj: jax.Ar
   h, c = carry
   gates = x_proj + precision.matmul(h, w_h, h.dtype)  # float32 gates in either precision.
   i, f, g, o = jnp.split(gates, 4, axis=-1)
-  # Each state keeps its dtype: in mixed precision h (and the gates) in the compute dtype, the
-  # cell state c, a running sum over the whole sequence, in float32 (no-op casts otherwise).
+  # Each state keeps its dtype: in mixed precision h in the compute dtype, the cell state c, a
+  # running sum over the whole sequence, in float32 (no-op casts otherwise).
   c = (jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)).astype(c.dtype)
   h = (jax.nn.sigmoid(o) * jnp.tanh(c)).astype(h.dtype)
   return (h, c), h
@@ -69,8 +69,9 @@ class CharLSTM(nn.Module):
   num_layers: int = 2
   dropout: float = 0.5  # Or a traced scalar: one rate per model of a sweep (dropout.py).
   unroll: int = 1  # lax.scan unroll: steps per loop iteration (a speed knob, same numbers).
-  # Compute dtype (precision.py): the weights, matmuls, gates and h cast to it; the parameters,
-  # the cell state c, the logits and the carried (h, c) stay float32.
+  # Compute dtype (precision.py): the weights, the matmuls' operands and h cast to it; the
+  # parameters, the matmuls' sums, the gates, the cell state c, the logits and the carried
+  # (h, c) stay float32.
   dtype: Any = jnp.float32
 
   @nn.compact

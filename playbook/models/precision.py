@@ -2,9 +2,10 @@
 
 Parameters and optimiser state stay float32 (every module keeps flax's ``param_dtype=float32``);
 with ``'bfloat16'`` the layers cast their float32 weights and inputs to bfloat16 and compute
-there, while what needs the range or the accumulation stays float32: the logits a model returns
-(so the loss and its softmax), BatchNorm's batch statistics and running averages (flax computes
-them in float32), the LSTM's cell state, the style losses and their Gram matrices.
+there, while what needs the range or the accumulation stays float32: the sums inside every
+matmul (``dot``, ``matmul``, ``dot_general``), the logits a model returns (so the loss and its
+softmax), BatchNorm's batch statistics and running averages (flax computes them in float32), the
+LSTM's gates and cell state, the style losses and their Gram matrices.
 
 A module's ``dtype`` field is its compute dtype. float32, the default, is the full-precision
 path, and it leaves every layer as it was: each computes in the dtype of its inputs and
@@ -54,8 +55,8 @@ def to_float32(x, dtype: Any):
 # --- Matmuls: narrow operands, float32 sums ------------------------------------------------------
 # A bfloat16 matmul whose products are summed, and returned, in float32 is what accelerators'
 # matrix units do, and it is also the form XLA's CPU backend runs natively on bfloat16 hardware
-# (avx512_bf16: about twice the float32 rate), where a matmul with a bfloat16 result is converted
-# to float32 and back (slower than float32). ``matmul`` keeps every matmul of a training step in
+# (avx512_bf16: faster than float32), where a matmul with a bfloat16 result is converted to
+# float32 and back (slower than float32; both measured by ``benchmarks/precision.py``). ``matmul`` keeps every matmul of a training step in
 # that form: the forward, and the two of its gradient, whose incoming gradient it rounds to
 # bfloat16 as the forward rounds its operands.
 

@@ -10,6 +10,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from playbook.run.results import metric_words  # noqa: E402
+
 
 def save(fig, path: Path) -> Path:
   path.parent.mkdir(parents=True, exist_ok=True)
@@ -98,11 +100,6 @@ def image_grid(images: np.ndarray, labels: np.ndarray, predictions: np.ndarray,
   return save(fig, path)
 
 
-def prose(key: str) -> str:
-  """A metric's key as a legend says it: ``best_val_nats_per_char`` -> best validation nats/char."""
-  return key.replace("val_", "validation_").replace("_per_", "/").replace("_", " ")
-
-
 def sweep(variants: list[dict], axes_keys: dict[str, str], path: Path, *, metric: str,
           ylabel: str, seeds: int, guide: str | None = None, scale: float = 1.0,
           min_span: float = 0.0, best: str | None = None) -> Path:
@@ -121,12 +118,12 @@ def sweep(variants: list[dict], axes_keys: dict[str, str], path: Path, *, metric
       x = np.array([value(r, name) for r in rows])
       label = ", ".join(f"{n}={v:g}" for n, v in fixed)
       line, = ax.plot(x, [scale * r[metric]["mean"] for r in rows], marker="o",
-                      label=f"{prose(metric)} ({label})" if label
-                      else f"{prose(metric)}, mean over seeds")
+                      label=f"{metric_words(metric)} ({label})" if label
+                      else f"{metric_words(metric)}, mean over seeds")
       if guide:
         ax.plot(x, [scale * r[guide]["mean"] for r in rows], ls="--", lw=1,
-                color=line.get_color(), label=f"{prose(guide)} ({label})" if label
-                else prose(guide))
+                color=line.get_color(), label=f"{metric_words(guide)} ({label})" if label
+                else metric_words(guide))
       for xi, r in zip(x, rows):
         per_seed = scale * np.asarray(r[metric]["per_seed"])
         ax.scatter(np.full(len(per_seed), xi), per_seed, s=12, alpha=0.5, color=line.get_color())

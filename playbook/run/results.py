@@ -155,6 +155,12 @@ class Headline:
     return len(re.findall(r"--config\.(?!seed=)", self.command))
 
 
+def metric_words(key: str) -> str:
+  """A metric's key as a table or legend says it: ``best_val_nats_per_char`` -> best validation
+  nats/char."""
+  return key.replace("val_", "validation_").replace("_per_", "/").replace("_", " ")
+
+
 def _per_seed(value) -> list[float]:
   if isinstance(value, dict):
     value = value.get("per_seed", value.get("mean"))
