@@ -56,6 +56,11 @@ def _x(ratio: float) -> str:
   return f"{ratio:.2f}x"
 
 
+def _slower_or_faster(ratio: float) -> tuple[str, str]:
+  """A time ratio (new / old) as (``1.25x``, ``slower``) or (``1.25x``, ``faster``)."""
+  return (_x(ratio), "slower") if ratio >= 1 else (_x(1 / ratio), "faster")
+
+
 def _thousands(x: float) -> str:
   """A whole number with spaces between its thousands, as the README writes them."""
   return f"{x:,.0f}".replace(",", " ")
@@ -188,7 +193,7 @@ def lstm_levers(root: Path = RESULTS) -> str:
   """The char-LSTM's levers and where each stands, with the two that were measured."""
   unroll = _load(root, "lstm_throughput.json")["ratio_vs_torch_median"]
   bf16 = _load(root, "precision_cpu.json")["models"]["char_lstm"]["ratio_bf16_over_f32"]
-  how = f"{_x(bf16)} *slower*" if bf16 >= 1 else f"{_x(1 / bf16)} *faster*"
+  how = "{} *{}*".format(*_slower_or_faster(bf16))
   rows = [
       ["input projection of all time steps hoisted out of the scan (layer 0: a row lookup of "
        "`W_x`)", "in the model"],
@@ -279,9 +284,8 @@ def precision(root: Path = RESULTS) -> str:
   f32 = rates["float32"]
   for key, label in PRECISION_MATMULS.items():  # The script's default --matmul_size, 2048.
     if key in rates:
-      bf16 = rates[key]
-      how = f"({f32 / bf16:.2f}x slower)" if f32 > bf16 else f"({bf16 / f32:.2f}x faster)"
-      rows.append([label, _fig(f32), _fig(bf16), how])
+      bf16 = rates[key]  # Rates: the time ratio is float32's rate over bfloat16's.
+      rows.append([label, _fig(f32), _fig(bf16), "({} {})".format(*_slower_or_faster(f32 / bf16))])
   return _table(["model", "float32 ms/step", "bfloat16 ms/step", "bf16 / f32"], rows)
 
 

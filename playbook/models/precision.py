@@ -56,9 +56,9 @@ def to_float32(x, dtype: Any):
 # A bfloat16 matmul whose products are summed, and returned, in float32 is what accelerators'
 # matrix units do, and it is also the form XLA's CPU backend runs natively on bfloat16 hardware
 # (avx512_bf16: faster than float32), where a matmul with a bfloat16 result is converted to
-# float32 and back (slower than float32; both measured by ``benchmarks/precision.py``). ``matmul`` keeps every matmul of a training step in
-# that form: the forward, and the two of its gradient, whose incoming gradient it rounds to
-# bfloat16 as the forward rounds its operands.
+# float32 and back (slower than float32; both measured by ``benchmarks/precision.py``). ``matmul``
+# keeps every matmul of a training step in that form: the forward, and the two of its gradient,
+# whose incoming gradient it rounds to bfloat16 as the forward rounds its operands.
 
 
 def dot(x: jax.Array, y: jax.Array, dtype: Any) -> jax.Array:

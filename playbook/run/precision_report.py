@@ -100,10 +100,10 @@ def accuracy_table(root: Path = res.RESULTS_DIR) -> str:
   lines = ["| study | float32 | bfloat16 | bfloat16 − float32 | machine |", "|---|---|---|---|---|"]
   for e in entries:
     f32, bf16, unit = e["float32"], e["bfloat16"], e["float32"]["unit"]
+    difference = compare.difference_cell(e["bfloat16_minus_float32"], unit)
     lines.append(
         f"| `{e['study']}` {f32['metric']} | {_mean_std(f32['per_seed'], unit)} | "
-        f"{_mean_std(bf16['per_seed'], unit)} | {compare.difference_cell(e['bfloat16_minus_float32'], unit)} | "
-        f"{e['machine']['label']} |")
+        f"{_mean_std(bf16['per_seed'], unit)} | {difference} | {e['machine']['label']} |")
   commands = [e[p]["command"] for e in entries for p in PRECISIONS]
   return "\n".join(lines) + "\n\n```bash\n" + "\n".join(commands) + "\n```"
 

@@ -106,9 +106,10 @@ def sweep_table(entry: dict) -> str:
   lines = [f"{len(entry['variants'])} variants x {entry['num_seeds']} seed"
            f"{'s' * (entry['num_seeds'] > 1)} in one program on {entry['machine']['label']}"
            f"{wall} (`results/{res.SWEEPS_DIR}/`):", "", "```bash", entry["command"], "```", "",
-           "| " + " | ".join([*swept, f"{name} (mean ± std)", "per seed", f"{res.metric_words(select)} (selects)",
-                              "best epochs", f"vs {base['name']}"
-                              + (" (the config's own)" if own else "")]) + " |",
+           "| " + " | ".join([*swept, f"{name} (mean ± std)", "per seed",
+                              f"{res.metric_words(select)} (selects)", "best epochs",
+                              f"vs {base['name']}" + (" (the config's own)" if own else "")])
+           + " |",
            "|" + "---|" * (len(swept) + 5)]
   for v in entry["variants"]:
     bold = (lambda s: f"**{s}**") if v["name"] == entry["best_variant"] else (lambda s: s)
