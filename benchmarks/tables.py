@@ -289,6 +289,54 @@ def precision(root: Path = RESULTS) -> str:
   return _table(["model", "float32 ms/step", "bfloat16 ms/step", "bf16 / f32"], rows)
 
 
+def precision_loaded(root: Path = RESULTS) -> str:
+  """The bfloat16/float32 step ratios measured with bfloat16-result matmuls, on a loaded machine."""
+  data = _load(root, "precision_cpu_loaded_machine.json")
+  ratios = [f"{m['ratio_bf16_over_f32']:.2f} (`{model}`)" for model, m in data["models"].items()]
+  return (f"With bfloat16-result matmuls the ratios were {', '.join(ratios[:-1])} and "
+          f"{ratios[-1]}, on a loaded {data['environment']['cpu_model']} "
+          "(`results/precision_cpu_loaded_machine.json`).")
+
+
+def sweep_speed(root: Path = RESULTS) -> str:
+  """One program's sweep against the same runs one after another: wall clock, then per step."""
+  data = _load(root, "sweep_speed.json")
+  rates, each, step = data["learning_rates"], data["sequential_wall_seconds_each"], data["per_step"]
+  models, load = len(rates), data["load_average_1min"]
+  steps = data["epochs"] * step["train_steps_per_epoch"]  # Train steps per model.
+  # What is not training: start-up, data checks, compilation, validation, checkpoints.
+  train_s = steps * step["sweep_ms_per_step_per_model"] / 1e3
+  rest_sweep = data["sweep_wall_seconds"] - models * train_s
+  rest_each = statistics.mean(each) - steps * step["single_model_ms_per_step"] / 1e3
+  gap = max(abs(a - b) for a, b in zip(data["test_accuracy_sweep"],
+                                         data["test_accuracy_sequential"]))
+  env = data["environment"]
+  head = (f"{models} learning rates from {min(rates):g} to {max(rates):g}, "
+          f"{data['epochs']} epochs each, on {env['cpu_model']} ({env['cpu_count']} cores), load "
+          f"average {load['start']:.1f}-{load['end']:.1f}, `results/sweep_speed.json`:\n\n")
+  wall = _table(["", "wall s", "of which not training"], [
+      [f"one program, {models} models", f"{data['sweep_wall_seconds']:.0f}", f"{rest_sweep:.0f} s"],
+      [f"{models} runs one after another", f"{data['sequential_wall_seconds']:.0f} "
+       f"({min(each):.0f}-{max(each):.0f} each)", f"{rest_each:.0f} s each"],
+      ["**one program is faster by**", f"**{_x(data['speedup'])}**", ""]])
+  matmul_ms = step["floor_ms_per_step"] - step["optimizer_ms_per_step"]
+  per_step = _table(["one model's train step", "ms", "what it is"], [
+      ["alone", f"{step['single_model_ms_per_step']:.2f}",
+       f"{step['single_model_gflop_s']:.0f} GFLOP/s, "
+       f"{_pct(step['single_model_fraction_of_matmul_rate'])} of a 2048² `jnp.dot`'s "
+       f"{step['matmul_gflop_s']:.0f}"],
+      ["inside the sweep", f"{step['sweep_ms_per_step_per_model']:.2f}",
+       f"{step['sweep_over_single_per_model']:.2f} of alone"],
+      ["floor", f"{step['floor_ms_per_step']:.2f}",
+       f"its matmuls at the `jnp.dot` rate ({matmul_ms:.2f}) and the AdamW update "
+       f"({step['optimizer_ms_per_step']:.2f}, timed apart)"]])
+  return (head + wall + f"\n\nThe test accuracies of the two sides differ by at most "
+          f"{100 * gap:.2f} percentage points per rate. Per step (the trainer's jitted epoch of "
+          f"{step['steps_per_call']} steps at batch {step['batch_size']}, median of the calls):\n\n"
+          + per_step + "\n\nWere every model's step at the floor and the rest as measured, one "
+          f"program would be **{_x(data['speedup_if_every_step_ran_at_the_floor'])}** faster.")
+
+
 STYLE_SWEEP_WAY = {"adam": "vmapped", "lbfgs": "sequential"}  # What optimize.stylize does.
 
 
@@ -376,6 +424,8 @@ BLOCKS = {
     "style_winograd": style_winograd,
     "style_settings": style_settings,
     "precision": precision,
+    "precision_loaded": precision_loaded,
+    "sweep_speed": sweep_speed,
     "style_sweep": style_sweep,
     "gpu_peers": gpu_peers,
 }

@@ -61,3 +61,27 @@ def test_gpu_peers_rows_put_each_study_beside_its_peer(tmp_path):
       "| 4.0 |",
       "| `char_lstm`, JAX float32 | 1.2346 nats/char (epoch 29/30) | 1 | 60.0 | 50.0 | 70.0 |",
       "| `torch.nn.LSTM` (cuDNN) | 1.2346 nats/char (epoch 29/30) | 1 | 60.0 | 50.0 | – |"]
+
+
+def test_sweep_speed_derives_the_time_not_spent_training_from_the_json(tmp_path):
+  step = {"steps_per_call": 100, "batch_size": 128, "train_steps_per_epoch": 100,
+          "optimizer_ms_per_step": 0.5, "floor_ms_per_step": 2.0, "single_model_ms_per_step": 4.0,
+          "sweep_ms_per_step_per_model": 3.0, "sweep_over_single_per_model": 0.75,
+          "matmul_gflop_s": 200.0, "single_model_gflop_s": 100.0,
+          "single_model_fraction_of_matmul_rate": 0.5}
+  (tmp_path / "sweep_speed.json").write_text(json.dumps({
+      "epochs": 2, "learning_rates": [0.001, 0.01], "per_step": step,
+      "sweep_wall_seconds": 10.0, "sequential_wall_seconds": 30.0,
+      "sequential_wall_seconds_each": [14.0, 16.0], "speedup": 3.0,
+      "test_accuracy_sweep": [0.9, 0.95], "test_accuracy_sequential": [0.91, 0.95],
+      "speedup_if_every_step_ran_at_the_floor": 4.0,
+      "load_average_1min": {"start": 0.5, "end": 1.0},
+      "environment": {"cpu_model": "Some CPU", "cpu_count": 2}}))
+  lines = tables.sweep_speed(tmp_path).splitlines()
+  # 2 models x 200 steps x 3 ms = 1.2 s of training in the sweep; 200 x 4 ms = 0.8 s in each run.
+  assert lines[4:7] == ["| one program, 2 models | 10 | 9 s |",
+                        "| 2 runs one after another | 30 (14-16 each) | 14 s each |",
+                        "| **one program is faster by** | **3.00x** |  |"]
+  assert "differ by at most 1.00 percentage points" in lines[8]
+  assert lines[14].startswith("| floor | 2.00 | its matmuls at the `jnp.dot` rate (1.50) and ")
+  assert lines[-1].endswith("**4.00x** faster.")
