@@ -7,10 +7,11 @@
 One row per run, or per variant of a sweep run ("DIR [name]"): the metric's (by default the
 study's headline: test accuracy, or validation nats/char for char_lstm) mean ± std over
 seeds, the number of seeds, training steps/s and wall seconds, and its difference from the first
-row: Welch's t-test with 3 or more seeds on both sides, a bootstrap 95 % interval of the
-difference with 2, "n/a" with 1. The table is printed and written to PREFIX.md; the runs'
-per-epoch validation (and test, where logged) curves are overlaid in PREFIX.png. A bad run
-directory or an unknown metric is one line on stderr and exit status 1.
+row: Welch's t-test with 3 or more seeds on both sides, a bootstrap interval of the difference
+with 2 (the range of the seed-to-seed differences: a note under the table says so), "n/a" with
+1. The table is printed and written to PREFIX.md; the runs' per-epoch validation (and test,
+where logged) curves are overlaid in PREFIX.png. A bad run directory or an unknown metric is one
+line on stderr and exit status 1.
 """
 
 from __future__ import annotations

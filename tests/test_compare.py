@@ -89,14 +89,17 @@ def test_welch_p_value_matches_scipy(tmp_path):
                                                    f"p={p:.3g} (Welch)"
 
 
-def test_two_seeds_get_a_bootstrap_interval_around_the_true_difference(tmp_path):
+def test_two_seeds_get_a_bootstrap_interval_spanning_the_seed_to_seed_differences(tmp_path):
   base = compare.load_rows(write_run(tmp_path / "a", [0.900, 0.902]), "test_accuracy")[0]
   other = compare.load_rows(write_run(tmp_path / "b", [0.950, 0.953]), "test_accuracy")[0]
   low, high = compare.bootstrap_interval(base.values, other.values)
-  assert 0 < low <= 0.0505 <= high
+  # Each resampled mean of 2 seeds is one seed, the other or their mean (1 in 4 each way for the
+  # extremes): the percentiles are the smallest and largest differences, 0.950-0.902, 0.953-0.900.
+  assert (low, high) == pytest.approx((0.048, 0.053))
   assert (low, high) == compare.bootstrap_interval(base.values, other.values)  # Fixed seed.
-  text = compare.significance(base, other)
-  assert text.endswith("(bootstrap)") and f"[{low:+.4f}, {high:+.4f}]" in text
+  assert compare.significance(base, other) == "Δ +0.0505, bootstrap interval [+0.0480, +0.0530]"
+  assert "claims no 95 % coverage" in compare.caveat([base, other])
+  assert compare.caveat([base, base]) is None
 
 
 def test_one_seed_has_no_significance(tmp_path):
@@ -157,7 +160,9 @@ def test_cli_prints_the_table_and_writes_its_files(tmp_path):
   assert out.returncode == 0, out.stderr
   lines = out.stdout.splitlines()
   assert lines[0].split()[:3] == ["run", "test_loss", "(mean"]
-  assert lines[3].startswith(str(b)) and lines[3].endswith("(bootstrap)")
+  assert lines[3].startswith(str(b)) and "bootstrap interval [" in lines[3]
+  assert lines[5].startswith("Bootstrap rows have fewer than 3 seeds a side")
+  assert (tmp_path / "cmp.md").read_text().rstrip().endswith("Welch's t-test.")
   assert (tmp_path / "cmp.md").is_file() and (tmp_path / "cmp.png").stat().st_size > 0
 
 

@@ -4,7 +4,8 @@
 one row: the metric's mean ± std over seeds, the number of seeds, training steps/s and wall time,
 and how it differs from the first row. Seeds are few and noisy, so a difference of means means
 little without a test: Welch's t-test (unequal variances) where both sides have at least
-``MIN_SEEDS_FOR_T`` seeds, a bootstrap interval of the difference below that, nothing for one seed.
+``MIN_SEEDS_FOR_T`` seeds, a bootstrap interval of the difference below that (a range, with no
+claim of 95 % coverage: ``caveat``), nothing for one seed.
 """
 
 from __future__ import annotations
@@ -206,7 +207,7 @@ def difference_cell(d: dict, unit: str) -> str:
   if d["test"] == "welch":
     return f"{diff}, p = {d['p_value']:.2f} (Welch)" if d["p_value"] is not None else diff
   low, high = d["interval_95"]
-  return f"{diff}, 95 % interval [{low:+.{digits}f}, {high:+.{digits}f}] (bootstrap)"
+  return f"{diff}, bootstrap interval [{low:+.{digits}f}, {high:+.{digits}f}]"
 
 
 def difference(base: Row, row: Row) -> dict:
@@ -236,7 +237,18 @@ def significance(base: Row, row: Row) -> str:
     p = d["p_value"]
     return f"{diff}, p={p:.3g} (Welch)" if p is not None else f"{diff}, p=n/a (no variance)"
   low, high = d["interval_95"]
-  return f"{diff}, 95% CI [{low:+.4f}, {high:+.4f}] (bootstrap)"
+  return f"{diff}, bootstrap interval [{low:+.4f}, {high:+.4f}]"
+
+
+def caveat(rows: list[Row]) -> str | None:
+  """What a bootstrap row's interval is worth, where the table has one. With 2 seeds a side each
+  resampled mean is one seed, the other or their mean, so the 2.5 and 97.5 percentiles are the
+  smallest and largest seed-to-seed differences: the interval is their range, not 95 % coverage."""
+  if any(difference(rows[0], r)["test"] == "bootstrap" for r in rows[1:]):
+    return (f"Bootstrap rows have fewer than {MIN_SEEDS_FOR_T} seeds a side: their interval "
+            "spans the differences the seeds showed and claims no 95 % coverage; "
+            f"{MIN_SEEDS_FOR_T} or more seeds a side give Welch's t-test.")
+  return None
 
 
 # ------------------------------------------------------------------------------------------ table
@@ -345,8 +357,9 @@ def compare(workdirs: list[str | Path], metric: str | None,
   out = Path(out)
   md = out.with_name(out.name + ".md")
   md.parent.mkdir(parents=True, exist_ok=True)
-  md.write_text(format_markdown(cells))
+  note = caveat(rows)
+  md.write_text(format_markdown(cells) + (f"\n{note}\n" if note else ""))
   out.with_name(out.name + ".json").write_text(json.dumps(as_json(rows, metric, configs),
                                                           indent=1) + "\n")
   png = plot_curves(rows, metric, out.with_name(out.name + ".png"))
-  return format_text(cells), md, png
+  return format_text(cells) + (f"\n\n{note}" if note else ""), md, png
