@@ -166,6 +166,14 @@ def test_cli_prints_the_table_and_writes_its_files(tmp_path):
   assert (tmp_path / "cmp.md").is_file() and (tmp_path / "cmp.png").stat().st_size > 0
 
 
+def test_cli_writes_beside_the_first_run_by_default(tmp_path):
+  a = write_run(tmp_path / "runs" / "a", BASE)
+  out = run_cli(a, write_run(tmp_path / "runs" / "b", BETTER))
+  assert out.returncode == 0, out.stderr
+  assert out.stdout.rstrip().endswith(f"table in {tmp_path / 'runs' / 'compare.md'}; curves in "
+                                      f"{tmp_path / 'runs' / 'compare.png'}")
+
+
 @pytest.mark.parametrize("case,message", [
     ("no_results", "is not finished: no results.json; run or resume it first."),
     ("unknown_metric", "has no metric 'top5'; its metrics: test_accuracy, test_loss."),
