@@ -64,6 +64,9 @@ CASES = {
                                                "absent"),
     "sweep of a negative rate": (["main", MLP, "--config.sweep.learning_rate=0.1,-1"],
                                  "config.optim.learning_rate=-1.0 is not accepted", 2, "absent"),
+    "sweep of one value twice": (["main", MLP, "--config.sweep.learning_rate=0.001,1e-3"],
+                                 "config.sweep.learning_rate='0.001,1e-3' lists 0.001 more than "
+                                 "once", 2, "absent"),
     "sweep of dropout 1": (["main", MLP, "--config.sweep.dropout=0.2,1"],
                            "config.model.dropout=1.0 is not accepted", 2, "absent"),
     "sweep of dropout in a net without it": (

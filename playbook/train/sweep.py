@@ -83,14 +83,19 @@ def parse(config: ml_collections.ConfigDict, keys: dict[str, str] | None = None)
   swept = {name: text for name, text in config.get("sweep", {}).items() if text}
   if not swept:
     return None
+  from playbook.tasks import ConfigError  # Here: playbook.tasks imports this module.
   values = {}
   for name, text in swept.items():
     try:
       values[name] = [float(v) for v in str(text).split(",") if v.strip()]
     except ValueError:
-      from playbook.tasks import ConfigError
       raise ConfigError(f"config.sweep.{name}={text!r}: expected comma-separated numbers, e.g. "
                         "0.0003,0.001,0.003.") from None
+    repeated = sorted({v for v in values[name] if values[name].count(v) > 1})
+    if repeated:  # Two variants of one name: their results, checkpoints and plot points collide.
+      raise ConfigError(f"config.sweep.{name}={text!r} lists {repeated[0]:g} more than once: "
+                        "give each value once (for repeats of a value, raise "
+                        "--config.num_seeds).")
   names = tuple(values)
   variants = tuple(dict(zip(names, combo)) for combo in itertools.product(*values.values()))
   return Sweep(names=names, variants=variants, seeds=config.get("num_seeds", 1),
