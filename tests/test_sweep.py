@@ -17,7 +17,7 @@ import pytest
 
 from conftest import ROOT
 from playbook.models.dropout import Dropout
-from playbook.run import rundir
+from playbook.run import plots, rundir
 from playbook.run.results import metric_words
 from playbook.tasks import classify
 from playbook.train import loop, sweep
@@ -68,6 +68,26 @@ def test_the_sweep_plot_names_its_metrics_in_words():
   assert metric_words("test_accuracy") == "test accuracy"
   assert metric_words("val_accuracy") == "validation accuracy"
   assert metric_words("best_val_nats_per_char") == "best validation nats/char"
+
+
+def test_a_two_value_sweep_plot_keys_line_styles_once_and_lists_combinations_under_each_panel(
+    monkeypatch, tmp_path):
+  figures = []
+  monkeypatch.setattr(plots, "save", lambda fig, path: figures.append(fig) or path)
+  variants = [{"name": f"learning_rate={lr:g},dropout={d:g}",
+               "values": {"optim.learning_rate": lr, "model.dropout": d},
+               "test_accuracy": {"mean": 0.9 + lr, "per_seed": [0.9 + lr]},
+               "val_accuracy": {"mean": 0.91 + d, "per_seed": [0.91 + d]}}
+              for lr in (0.001, 0.01) for d in (0.0, 0.2)]
+  plots.sweep(variants, {"learning_rate": "optim.learning_rate", "dropout": "model.dropout"},
+              tmp_path / "sweep.png", metric="test_accuracy", ylabel="accuracy", seeds=1,
+              guide="val_accuracy", best=variants[1]["name"])
+  fig, = figures
+  assert [t.get_text() for t in fig.legends[0].get_texts()] == [
+      "test accuracy (dots: seeds, line: their mean)", "validation accuracy", "best on validation"]
+  assert [[t.get_text() for t in ax.get_legend().get_texts()] for ax in fig.axes] == [
+      ["dropout=0", "dropout=0.2"], ["learning_rate=0.001", "learning_rate=0.01"]]
+  assert all(ax.get_legend().get_bbox_to_anchor().y1 < ax.bbox.y0 for ax in fig.axes)  # Below.
 
 
 def test_sweep_hyperparameters_are_laid_out_variant_major():

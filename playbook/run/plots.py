@@ -107,29 +107,33 @@ def sweep(variants: list[dict], axes_keys: dict[str, str], path: Path, *, metric
   value in a variant's ``values``): every seed a point, the mean over seeds a line (one per
   combination of the other swept values), ``guide`` (the validation figure that picks the best
   variant, on the same scale) dashed, the best variant starred. Values ``* scale``; the y axis
-  spans at least ``min_span``, so seed noise looks its size."""
+  spans at least ``min_span``, so seed noise looks its size. With several swept names each panel's
+  colours are its combinations, listed under it, and one key above says what line styles mean."""
   names = list(axes_keys)
-  fig, axes = plt.subplots(1, len(names), figsize=(5.5 * len(names), 4), squeeze=False)
   value = lambda row, name: row["values"][axes_keys[name]]
+  combos = {name: sorted({tuple((n, value(r, n)) for n in names if n != name) for r in variants})
+            for name in names}
+  label = lambda fixed: ", ".join(f"{n}={v:g}" for n, v in fixed)
+  # Legend columns under each panel: two where the labels are short enough to sit side by side.
+  ncol = 2 if max(len(label(f)) for c in combos.values() for f in c) <= 30 else 1
+  rows_below = -(-max(len(c) for c in combos.values()) // ncol) if len(names) > 1 else 0
+  fig, axes = plt.subplots(1, len(names), figsize=(5.5 * len(names), 4 + 0.22 * rows_below),
+                           squeeze=False)
   for ax, name in zip(axes[0], names):
-    others = sorted({tuple((n, value(r, n)) for n in names if n != name) for r in variants})
-    for fixed in others:
+    for fixed in combos[name]:
       rows = [r for r in variants if all(value(r, n) == v for n, v in fixed)]
       x = np.array([value(r, name) for r in rows])
-      label = ", ".join(f"{n}={v:g}" for n, v in fixed)
       line, = ax.plot(x, [scale * r[metric]["mean"] for r in rows], marker="o",
-                      label=f"{metric_words(metric)} ({label})" if label
-                      else f"{metric_words(metric)}, mean over seeds")
+                      label=label(fixed) or f"{metric_words(metric)}, mean over seeds")
       if guide:
         ax.plot(x, [scale * r[guide]["mean"] for r in rows], ls="--", lw=1,
-                color=line.get_color(), label=f"{metric_words(guide)} ({label})" if label
-                else metric_words(guide))
+                color=line.get_color(), label="_" if fixed else metric_words(guide))
       for xi, r in zip(x, rows):
         per_seed = scale * np.asarray(r[metric]["per_seed"])
         ax.scatter(np.full(len(per_seed), xi), per_seed, s=12, alpha=0.5, color=line.get_color())
         if r["name"] == best:
           ax.scatter([xi], [scale * r[metric]["mean"]], marker="*", s=160, zorder=3,
-                     color=line.get_color(), label="best on validation")
+                     color=line.get_color(), label="_" if fixed else "best on validation")
     if np.all(x > 0) and x.max() / x.min() >= 10:
       ax.set_xscale("log")
     ax.set_xticks(sorted(set(x)), [f"{v:g}" for v in sorted(set(x))], minor=False)
@@ -141,6 +145,21 @@ def sweep(variants: list[dict], axes_keys: dict[str, str], path: Path, *, metric
     ax.set_xlabel(name)
     ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-  fig.suptitle(f"Sweep: {len(variants)} variants x {seeds} seed{'s' * (seeds > 1)}, one program")
+    if len(names) == 1:
+      ax.legend(fontsize=8)
+    else:  # Below the panel, clear of the data: one colour per combination of the others.
+      ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=ncol,
+                frameon=False)
+  if len(names) > 1:
+    key = [plt.Line2D([], [], color="0.3", marker="o", label=f"{metric_words(metric)} (dots: "
+                      "seeds, line: their mean)")]
+    if guide:
+      key.append(plt.Line2D([], [], color="0.3", ls="--", lw=1, label=metric_words(guide)))
+    if best:
+      key.append(plt.Line2D([], [], color="0.3", marker="*", ms=12, ls="",
+                            label="best on validation"))
+    fig.legend(handles=key, loc="upper center", bbox_to_anchor=(0.5, 0.97), ncol=len(key),
+               fontsize=9, frameon=False)
+  fig.suptitle(f"Sweep: {len(variants)} variants x {seeds} seed{'s' * (seeds > 1)}, one program",
+               y=1.03 if len(names) > 1 else 0.98)
   return save(fig, path)
