@@ -275,18 +275,23 @@ PRECISION_MATMULS = {"bfloat16": "matmul 2048², bf16 result (GFLOP/s)",
 
 
 def precision(root: Path = RESULTS) -> str:
-  """Step time in float32 and bfloat16 per model, and the 2048² matmul rate in each."""
-  data = _load(root, "precision_cpu.json")
+  """Step time in float32 and bfloat16 per model, and the 2048² matmul rate in each; the ratios of
+  a second run, in another session, beside them: the size of run-to-run noise."""
+  data, rerun = _load(root, "precision_cpu.json"), _load(root, "precision_cpu_rerun.json")
   rows = [[PRECISION_MODELS.get(model, model), _fig(m["step_ms"]["float32"]),
-           _fig(m["step_ms"]["bfloat16"]), f"{m['ratio_bf16_over_f32']:.2f}"]
+           _fig(m["step_ms"]["bfloat16"]), f"{m['ratio_bf16_over_f32']:.2f}",
+           f"{rerun['models'][model]['ratio_bf16_over_f32']:.2f}"]
           for model, m in data["models"].items()]
-  rates = data["matmul_gflop_s"]
-  f32 = rates["float32"]
   for key, label in PRECISION_MATMULS.items():  # The script's default --matmul_size, 2048.
-    if key in rates:
-      bf16 = rates[key]  # Rates: the time ratio is float32's rate over bfloat16's.
-      rows.append([label, _fig(f32), _fig(bf16), "({} {})".format(*_slower_or_faster(f32 / bf16))])
-  return _table(["model", "float32 ms/step", "bfloat16 ms/step", "bf16 / f32"], rows)
+    if key in data["matmul_gflop_s"]:  # Rates: the time ratio is float32's rate over bfloat16's.
+      f32, bf16 = data["matmul_gflop_s"]["float32"], data["matmul_gflop_s"][key]
+      again = rerun["matmul_gflop_s"]
+      rows.append([label, _fig(f32), _fig(bf16), "({} {})".format(*_slower_or_faster(f32 / bf16)),
+                   "({} {})".format(*_slower_or_faster(again["float32"] / again[key]))])
+  return (f"`results/precision_cpu.json`, and the ratios of a second run in another session, "
+          f"`results/precision_cpu_rerun.json`, both on {data['environment']['cpu_model']}:\n\n"
+          + _table(["model", "float32 ms/step", "bfloat16 ms/step", "bf16 / f32",
+                    "bf16 / f32, second run"], rows))
 
 
 def precision_loaded(root: Path = RESULTS) -> str:

@@ -17,14 +17,20 @@ def test_precision_rows_come_from_the_json(tmp_path):
                           "ratio_bf16_over_f32": 1.4005},
             "char_lstm": {"step_ms": {"float32": 1897.2, "bfloat16": 3086.4},
                           "ratio_bf16_over_f32": 1.6268}}
+  env = {"environment": {"cpu_model": "Some CPU"}}
   (tmp_path / "precision_cpu.json").write_text(json.dumps(
       {"models": models, "matmul_gflop_s": {"float32": 150.0, "bfloat16": 120.0,
-                                            "bfloat16_float32_sums": 300.0}}))
-  assert tables.precision(tmp_path).splitlines()[2:] == [
-      "| mnist_mlp | 3.9 | 5.4 | 1.40 |",
-      "| char_lstm 2x512 | 1897 | 3086 | 1.63 |",
-      "| matmul 2048², bf16 result (GFLOP/s) | 150 | 120 | (1.25x slower) |",
-      "| matmul 2048², bf16 operands, f32 sums (GFLOP/s) | 150 | 300 | (2.00x faster) |"]
+                                            "bfloat16_float32_sums": 300.0}, **env}))
+  rerun = {"mnist_mlp": {"ratio_bf16_over_f32": 1.1}, "char_lstm": {"ratio_bf16_over_f32": 0.9}}
+  (tmp_path / "precision_cpu_rerun.json").write_text(json.dumps(
+      {"models": rerun, "matmul_gflop_s": {"float32": 100.0, "bfloat16": 125.0,
+                                           "bfloat16_float32_sums": 150.0}, **env}))
+  assert tables.precision(tmp_path).splitlines()[4:] == [
+      "| mnist_mlp | 3.9 | 5.4 | 1.40 | 1.10 |",
+      "| char_lstm 2x512 | 1897 | 3086 | 1.63 | 0.90 |",
+      "| matmul 2048², bf16 result (GFLOP/s) | 150 | 120 | (1.25x slower) | (1.25x faster) |",
+      "| matmul 2048², bf16 operands, f32 sums (GFLOP/s) | 150 | 300 | (2.00x faster) "
+      "| (1.50x faster) |"]
 
 
 def test_check_names_a_stale_block(tmp_path):
